@@ -158,7 +158,6 @@ class Object(Base):
     __tablename__ = "objects"
     __table_args__ = (
         Index("ix_objects_catalog_id", "catalog_id"),
-        Index("ix_objects_release_id", "release_id"),
         {
             "postgresql_partition_by": "HASH (tract_id)",
             "comment": "Object versions: one row per distinct set of measurements of a catalog "
@@ -172,7 +171,8 @@ class Object(Base):
     object_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True),
         primary_key=True,
-        comment="Deterministic id: 128-bit hash of (catalog_id, input_hash); re-ingest is idempotent.",
+        comment="Deterministic version key: catalog id (8 bytes, order-preserving) then 8 bytes "
+        "of input_hash; re-ingest of identical rows is idempotent.",
     )
     catalog_id: Mapped[int] = mapped_column(BigInteger, comment="Catalog's object id (objectId).")
     release_id: Mapped[int] = mapped_column(

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from lor.db.migrate import read_sql
 
 SCHEMA = "lor"
 N_PARTITIONS = 16
 PARTITIONED_TABLES = ("objects", "work_items", "posteriors")
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -101,7 +101,7 @@ def upgrade() -> None:
             "object_id",
             sa.UUID(),
             nullable=False,
-            comment="Deterministic id: 128-bit hash of (catalog_id, input_hash); re-ingest is idempotent.",
+            comment="Deterministic version key: catalog id (8 bytes, order-preserving) then 8 bytes of input_hash; re-ingest of identical rows is idempotent.",
         ),
         sa.Column(
             "catalog_id", sa.BigInteger(), nullable=False, comment="Catalog's object id (objectId)."
@@ -162,7 +162,6 @@ def upgrade() -> None:
         postgresql_partition_by="HASH (tract_id)",
     )
     op.create_index("ix_objects_catalog_id", "objects", ["catalog_id"], unique=False, schema="lor")
-    op.create_index("ix_objects_release_id", "objects", ["release_id"], unique=False, schema="lor")
     op.create_table(
         "posteriors",
         sa.Column("tract_id", sa.Integer(), nullable=False, comment="Tract (partition key)."),
@@ -837,7 +836,6 @@ def downgrade() -> None:
     op.drop_table("prior_versions", schema="lor")
     op.drop_index("ix_posteriors_run_z_q50", table_name="posteriors", schema="lor")
     op.drop_table("posteriors", schema="lor")
-    op.drop_index("ix_objects_release_id", table_name="objects", schema="lor")
     op.drop_index("ix_objects_catalog_id", table_name="objects", schema="lor")
     op.drop_table("objects", schema="lor")
     op.drop_table("calibration_versions", schema="lor")

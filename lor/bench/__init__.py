@@ -1,0 +1,1 @@
+"""Benchmarks (``lor bench NAME``): each prints one JSON object as its last line of output."""

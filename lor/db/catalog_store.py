@@ -1,0 +1,219 @@
+"""Catalog slice of the store: band sets, releases, tracts, ingests and object versions.
+
+Functions take an open SQLAlchemy ``Connection`` inside the caller's transaction, so an ingest
+either lands completely or leaves the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, text, update
+
+from lor.db.copy_binary import Field
+from lor.db.models import BandSet, Ingest, IngestReject, Release, Tract
+from lor.errors import IngestError, NotFoundError
+
+LSST_BANDS = ("u", "g", "r", "i", "z", "y")
+LSST_BAND_SET = "lsst_ugrizy"
+
+STAGE_TABLE = "ingest_stage"
+
+
+def default_filter_names(bands: Sequence[str]) -> list[str]:
+    """speclite filter names for short band names: ugrizy map to the lsst2023 curves."""
+    return [f"lsst2023-{b}" if b in LSST_BANDS else b for b in bands]
+
+
+def object_fields(n_bands: int, with_ebv: bool) -> list[Field]:
+    """Columns written by binary COPY (to ``lor.objects`` or the staging table), in order.
+
+    A NULL E(B-V) is written by leaving the column out, so rows are split by that.
+    """
+    fields = [
+        Field("release_id", "int4"),
+        Field("tract_id", "int4"),
+        Field("object_id", "uuid"),
+        Field("catalog_id", "int8"),
+        Field("ra", "float8"),
+        Field("dec", "float8"),
+        Field("flux", "float4", n_bands),
+        Field("flux_err", "float4", n_bands),
+        Field("missing_mask", "int2"),
+        Field("nondetection_mask", "int2"),
+        Field("input_hash", "uuid"),
+    ]
+    return fields + [Field("ebv", "float4")] if with_ebv else fields
+
+
+def get_or_create_band_set(
+    conn: Connection, name: str, bands: Sequence[str], filters: Sequence[str]
+) -> int:
+    row = conn.execute(select(BandSet.id, BandSet.bands).where(BandSet.name == name)).one_or_none()
+    if row is not None:
+        if list(row.bands) != list(bands):
+            raise IngestError(f"band set {name!r} exists with bands {row.bands}, not {list(bands)}")
+        return row.id
+    return conn.execute(
+        insert(BandSet)
+        .values(name=name, bands=list(bands), filters=list(filters))
+        .returning(BandSet.id)
+    ).scalar_one()
+
+
+def get_or_create_release(conn: Connection, name: str, band_set_id: int) -> int:
+    conn.execute(text("LOCK TABLE lor.releases IN SHARE ROW EXCLUSIVE MODE"))
+    row = conn.execute(
+        select(Release.id, Release.band_set_id).where(Release.name == name)
+    ).one_or_none()
+    if row is not None:
+        if row.band_set_id != band_set_id:
+            raise IngestError(f"release {name!r} uses another band set (id {row.band_set_id})")
+        return row.id
+    seq = conn.execute(select(func.coalesce(func.max(Release.sequence), 0) + 1)).scalar_one()
+    return conn.execute(
+        insert(Release)
+        .values(name=name, sequence=seq, band_set_id=band_set_id)
+        .returning(Release.id)
+    ).scalar_one()
+
+
+def release_id(conn: Connection, name: str) -> int:
+    rid = conn.execute(select(Release.id).where(Release.name == name)).scalar_one_or_none()
+    if rid is None:
+        known = conn.execute(select(Release.name).order_by(Release.sequence)).scalars().all()
+        raise NotFoundError(f"no release named {name!r}; known releases: {known}")
+    return rid
+
+
+def start_ingest(
+    conn: Connection, release: int, path: str, sha256: str, options: dict[str, Any], version: str
+) -> int:
+    return conn.execute(
+        insert(Ingest)
+        .values(
+            release_id=release,
+            source_path=path,
+            source_sha256=sha256,
+            options=options,
+            rows_read=0,
+            rows_new=0,
+            rows_changed=0,
+            rows_unchanged=0,
+            rows_rejected=0,
+            lor_version=version,
+        )
+        .returning(Ingest.id)
+    ).scalar_one()
+
+
+def finish_ingest(conn: Connection, ingest_id: int, counts: dict[str, int]) -> None:
+    conn.execute(update(Ingest).where(Ingest.id == ingest_id).values(**counts))
+
+
+def create_stage(conn: Connection) -> None:
+    conn.execute(
+        text(
+            f"""CREATE TEMP TABLE {STAGE_TABLE} (
+                release_id integer, tract_id integer, object_id uuid, catalog_id bigint,
+                ra double precision, dec double precision, flux real[], flux_err real[],
+                missing_mask smallint, nondetection_mask smallint, ebv real, input_hash uuid
+            ) ON COMMIT DROP"""
+        )
+    )
+
+
+def copy_rows(conn: Connection, table: str, payload: bytes, fields: Sequence[Field]) -> None:
+    """Binary COPY of an encoded payload into ``table`` (``lor.objects`` or the stage)."""
+    cols = ", ".join(f.name for f in fields)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(payload)
+
+
+def lock_ingestion(conn: Connection) -> None:
+    """Serialize ingests (transaction-scoped advisory lock): the id-range fast path relies on it."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lor.ingest'))"))
+
+
+def any_object_in_id_range(conn: Connection, lo: int, hi: int) -> bool:
+    """Whether any stored object has a catalog id in [lo, hi] (one index probe per partition)."""
+    return conn.execute(
+        text("SELECT EXISTS (SELECT 1 FROM lor.objects WHERE catalog_id BETWEEN :lo AND :hi)"),
+        {"lo": lo, "hi": hi},
+    ).scalar_one()
+
+
+def register_tracts(conn: Connection, tract_ids: Sequence[int], scheme: str) -> None:
+    """Add tracts; refuse to mix tract schemes in one database."""
+    ids = [int(t) for t in tract_ids]
+    clash = conn.execute(
+        text(
+            "SELECT id, scheme FROM lor.tracts WHERE id = ANY(:ids) AND scheme <> :scheme LIMIT 5"
+        ),
+        {"ids": ids, "scheme": scheme},
+    ).all()
+    if clash:
+        raise IngestError(
+            f"tracts {[c.id for c in clash]} are registered with scheme {clash[0].scheme!r}, "
+            f"this file uses {scheme!r}: use the same tract scheme for every file"
+        )
+    conn.execute(
+        text(
+            "INSERT INTO lor.tracts (id, scheme) SELECT unnest(CAST(:ids AS integer[])), :scheme "
+            "ON CONFLICT (id) DO NOTHING"
+        ),
+        {"ids": ids, "scheme": scheme},
+    )
+
+
+def merge_stage(conn: Connection) -> tuple[int, int, int]:
+    """Store the staged new and changed object versions; returns (new, changed, unchanged).
+
+    Changed = a current version with the same catalog id but different measurements exists:
+    it is marked superseded by this release, and the new version is inserted. Supersession
+    runs before the insert so a first ingest joins against nothing.
+    """
+    conn.execute(text(f"ANALYZE {STAGE_TABLE}"))
+    staged = conn.execute(text(f"SELECT count(*) FROM {STAGE_TABLE}")).scalar_one()
+    changed = conn.execute(
+        text(
+            f"""UPDATE lor.objects o SET superseded_release_id = s.release_id
+                FROM {STAGE_TABLE} s
+                WHERE o.catalog_id = s.catalog_id AND o.superseded_release_id IS NULL
+                  AND o.object_id <> s.object_id"""
+        )
+    ).rowcount
+    inserted = conn.execute(
+        text(
+            f"""INSERT INTO lor.objects (tract_id, object_id, catalog_id, release_id, ra, dec,
+                    flux, flux_err, missing_mask, nondetection_mask, ebv, input_hash)
+                SELECT tract_id, object_id, catalog_id, release_id, ra, dec, flux, flux_err,
+                       missing_mask, nondetection_mask, ebv, input_hash
+                FROM {STAGE_TABLE}
+                ON CONFLICT (tract_id, object_id) DO NOTHING"""
+        )
+    ).rowcount
+    return inserted - changed, changed, staged - inserted
+
+
+def insert_rejects(conn: Connection, ingest_id: int, rejects: list[dict[str, Any]]) -> None:
+    if not rejects:
+        return
+    rows = [
+        {
+            "ingest_id": ingest_id,
+            "row_number": r["row_number"],
+            "catalog_id": r.get("catalog_id"),
+            "reason": r["reason"],
+            "raw": r["raw"],
+        }
+        for r in rejects
+    ]
+    conn.execute(insert(IngestReject), rows)
+
+
+def ensure_tract_exists(conn: Connection, tract_id: int) -> None:
+    if conn.execute(select(Tract.id).where(Tract.id == tract_id)).scalar_one_or_none() is None:
+        raise NotFoundError(f"unknown tract {tract_id}")

@@ -1,0 +1,331 @@
+"""``lor ingest``: stream a catalog file into ``lor.objects``, idempotently, in one transaction.
+
+Per chunk: read columns → convert to nJy photometry → validate (bad rows become rejects with a
+reason) → assign tracts → hash rows (deterministic object ids) → binary COPY into a temporary
+staging table. At the end one merge stores only new and changed object versions. Any error
+rolls the whole file back, so a malformed file leaves the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from tqdm.auto import tqdm
+
+import lor
+from lor.db import catalog_store as store
+from lor.db.copy_binary import encode_rows
+from lor.errors import IngestError
+from lor.pipeline.catalog_io import CatalogReader, Chunk
+from lor.pipeline.hashing import as_words, hash128_uuid, object_ids
+from lor.pipeline.photometry import (
+    Photometry,
+    check_plausible_fluxes,
+    flux_unit_scale,
+    photometry_from_fluxes,
+    photometry_from_mags,
+)
+from lor.pipeline.tracts import HEALPIX_SCHEME, healpix_tracts
+
+RUBIN_FLUX = "{band}_cModelFlux"
+RUBIN_FLUX_ERR = "{band}_cModelFluxErr"
+
+
+@dataclass
+class CatalogColumns:
+    """How to find lor's inputs in a catalog; defaults follow the Rubin Object table."""
+
+    id: str = "objectId"
+    ra: str = "coord_ra"
+    dec: str = "coord_dec"
+    tract: str | None = "tract"
+    flux: str = RUBIN_FLUX
+    flux_err: str = RUBIN_FLUX_ERR
+    ebv: str | None = None
+    units: str = "njy"  # or "abmag"
+    bands: tuple[str, ...] = store.LSST_BANDS
+    band_set: str = store.LSST_BAND_SET
+
+    def __post_init__(self) -> None:
+        if self.units not in ("njy", "abmag"):
+            raise IngestError(f"units must be 'njy' or 'abmag', not {self.units!r}")
+        for template in (self.flux, self.flux_err):
+            if "{band}" not in template:
+                raise IngestError(f"column template {template!r} must contain '{{band}}'")
+
+    def flux_columns(self) -> list[str]:
+        return [self.flux.format(band=b) for b in self.bands]
+
+    def err_columns(self) -> list[str]:
+        return [self.flux_err.format(band=b) for b in self.bands]
+
+
+@dataclass
+class IngestSummary:
+    release: str
+    path: str
+    rows_read: int = 0
+    rows_new: int = 0
+    rows_changed: int = 0
+    rows_unchanged: int = 0
+    rows_rejected: int = 0
+    tract_scheme: str = "catalog"
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest_catalog(
+    engine: Engine,
+    path: Path,
+    release: str,
+    columns: CatalogColumns | None = None,
+    fmt: str | None = None,
+    chunk_rows: int = 250_000,
+    progress: bool = True,
+    hdf5_path: str | None = None,
+) -> IngestSummary:
+    """Ingest one catalog file into ``release``; see the module docstring."""
+    cols = columns or CatalogColumns()
+    path = Path(path)
+    with CatalogReader(path, fmt, hdf5_path) as reader:
+        use_tract_column = bool(cols.tract) and cols.tract in reader.column_names
+        wanted = [cols.id, cols.ra, cols.dec, *cols.flux_columns(), *cols.err_columns()]
+        if use_tract_column:
+            wanted.append(cols.tract)  # type: ignore[arg-type]
+        if cols.ebv:
+            wanted.append(cols.ebv)
+        reader.require(wanted)
+        summary = IngestSummary(
+            release, str(path), tract_scheme="catalog" if use_tract_column else HEALPIX_SCHEME
+        )
+        options = {**asdict(cols), "format": reader.format, "tract_scheme": summary.tract_scheme}
+        sha = file_sha256(path)
+        with engine.begin() as conn:
+            store.lock_ingestion(conn)
+            band_set_id = store.get_or_create_band_set(
+                conn, cols.band_set, cols.bands, store.default_filter_names(cols.bands)
+            )
+            release_id = store.get_or_create_release(conn, release, band_set_id)
+            ingest_id = store.start_ingest(
+                conn, release_id, str(path.resolve()), sha, options, lor.__version__
+            )
+            store.create_stage(conn)
+            writer = _ObjectWriter(conn, release_id, len(cols.bands))
+            rejects: list[dict[str, Any]] = []
+            seen_ids = _SeenIds()
+            bar = tqdm(
+                total=reader.n_rows, unit="rows", desc=f"ingest {path.name}", disable=not progress
+            )
+            for chunk in reader.chunks(wanted, chunk_rows):
+                staged, chunk_rejects = _prepare_chunk(chunk, cols, use_tract_column)
+                staged, dup_rejects = seen_ids.drop_duplicates(staged)
+                summary.rows_read += len(chunk)
+                rejects += chunk_rejects + dup_rejects
+                writer.submit(staged)
+                bar.update(len(chunk))
+            writer.close()
+            bar.close()
+            store.register_tracts(conn, writer.tracts(), summary.tract_scheme)
+            new, summary.rows_changed, summary.rows_unchanged = store.merge_stage(conn)
+            summary.rows_new = new + writer.direct_rows
+            summary.rows_rejected = len(rejects)
+            for r in rejects:
+                summary.reject_reasons[r["reason"]] = summary.reject_reasons.get(r["reason"], 0) + 1
+            store.insert_rejects(conn, ingest_id, rejects)
+            counts = ("rows_read", "rows_new", "rows_changed", "rows_unchanged", "rows_rejected")
+            store.finish_ingest(conn, ingest_id, {k: getattr(summary, k) for k in counts})
+    return summary
+
+
+def _photometry(chunk: Chunk, cols: CatalogColumns) -> Photometry:
+    fcols, ecols = cols.flux_columns(), cols.err_columns()
+    flux = np.stack([np.asarray(chunk.columns[c], dtype=np.float64) for c in fcols], axis=1)
+    err = np.stack([np.asarray(chunk.columns[c], dtype=np.float64) for c in ecols], axis=1)
+    if cols.units == "njy":
+        flux *= np.array([flux_unit_scale(chunk.units.get(c), c) for c in fcols])
+        err *= np.array([flux_unit_scale(chunk.units.get(c), c) for c in ecols])
+    check_plausible_fluxes(flux, err, cols.units)
+    if cols.units == "njy":
+        return photometry_from_fluxes(flux, err, list(cols.bands))
+    return photometry_from_mags(flux, err, list(cols.bands))
+
+
+def _prepare_chunk(
+    chunk: Chunk, cols: CatalogColumns, use_tract_column: bool
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    n = len(chunk)
+    ids = chunk.columns[cols.id]
+    if ids.dtype.kind not in "iu":
+        raise IngestError(f"id column {cols.id!r} must hold integers, not {ids.dtype}")
+    ids = ids.astype(np.int64)
+    phot = _photometry(chunk, cols)
+    reject = phot.reasons.add
+    id_null = chunk.nulls.get(cols.id)
+    if id_null is not None:
+        reject(id_null, f"missing {cols.id}")
+    ra = np.asarray(chunk.columns[cols.ra], dtype=np.float64)
+    dec = np.asarray(chunk.columns[cols.dec], dtype=np.float64)
+    reject(~np.isfinite(ra) | ~np.isfinite(dec), "non-finite position")
+    reject((ra < 0) | (ra >= 360) | (np.abs(dec) > 90), "position outside 0<=ra<360, |dec|<=90")
+    if use_tract_column:
+        raw_tract = chunk.columns[cols.tract]  # type: ignore[index]
+        tract_null = chunk.nulls.get(cols.tract)  # type: ignore[arg-type]
+        bad_tract = (
+            ~np.isfinite(raw_tract.astype(np.float64)) | (raw_tract < 0) | (raw_tract > 2**31 - 1)
+        )
+        if tract_null is not None:
+            bad_tract |= tract_null
+        reject(bad_tract, "invalid tract (missing, negative or not an integer)")
+        tract = np.where(bad_tract, 0, raw_tract).astype(np.int64)
+        reject(
+            tract != np.where(bad_tract, 0, raw_tract),
+            "invalid tract (missing, negative or not an integer)",
+        )
+        tract = tract.astype(np.int32)
+    else:
+        tract = np.zeros(n, np.int32)
+        ok_pos = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+        tract[ok_pos] = healpix_tracts(ra[ok_pos], dec[ok_pos])
+    ebv = np.full(n, np.nan, np.float32)
+    if cols.ebv:
+        ebv = np.asarray(chunk.columns[cols.ebv], dtype=np.float32)
+        reject(np.isfinite(ebv) & ((ebv < 0) | (ebv > 10)), f"{cols.ebv} outside 0..10 mag")
+
+    good = phot.reasons.usable
+    rejects = [
+        {
+            "row_number": int(chunk.start_row + i),
+            "catalog_id": None if (id_null is not None and id_null[i]) else int(ids[i]),
+            "reason": phot.reasons.text(i),
+            "raw": {name: _jsonable(chunk.columns[name][i]) for name in chunk.columns},
+        }
+        for i in np.flatnonzero(~good)
+    ]
+    row_number = np.arange(chunk.start_row, chunk.start_row + n, dtype=np.int64)[good]
+    content = as_words(
+        tract[good], ra[good], dec[good], phot.flux[good], phot.flux_err[good],
+        phot.missing_mask[good], phot.nondetection_mask[good], ebv[good],
+    )  # fmt: skip
+    input_hash = hash128_uuid(content, seeds=(11, 12))
+    object_id = object_ids(ids[good], input_hash)
+    staged = {
+        "row_number": row_number,
+        "tract_id": tract[good],
+        "object_id": object_id,
+        "catalog_id": ids[good],
+        "ra": ra[good],
+        "dec": dec[good],
+        "flux": phot.flux[good],
+        "flux_err": phot.flux_err[good],
+        "missing_mask": phot.missing_mask[good],
+        "nondetection_mask": phot.nondetection_mask[good],
+        "ebv": ebv[good],
+        "input_hash": input_hash,
+    }
+    return staged, rejects
+
+
+class _SeenIds:
+    """Catalog ids already read from this file: a repeated id keeps its first row only."""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, np.int64)
+        self._rows = np.empty(0, np.int64)
+
+    def drop_duplicates(
+        self, staged: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        ids, rows = staged["catalog_id"], staged["row_number"]
+        order = np.argsort(ids, kind="stable")
+        repeat_in_chunk = np.zeros(len(ids), bool)
+        repeat_in_chunk[order[1:]] = ids[order[1:]] == ids[order[:-1]]
+        seen_before = np.zeros(len(ids), bool)
+        if len(self._sorted):
+            pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
+            seen_before = self._sorted[pos] == ids
+        dup = repeat_in_chunk | seen_before
+        rejects = [
+            {
+                "row_number": int(rows[i]),
+                "catalog_id": int(ids[i]),
+                "reason": "duplicate id in file",
+                "raw": {},
+            }
+            for i in np.flatnonzero(dup)
+        ]
+        keep = ~dup
+        merged = np.concatenate([self._sorted, ids[keep]])
+        self._sorted = np.sort(merged)
+        return ({k: v[keep] for k, v in staged.items()} if dup.any() else staged), rejects
+
+
+class _ObjectWriter:
+    """Writes prepared chunks from a background thread while the next chunk is prepared.
+
+    Fast path: if no stored object has a catalog id in the chunk's id range, every row is new
+    and is COPYed straight into ``lor.objects``; otherwise rows go to the staging table for the
+    final merge. Ingests hold an advisory lock, so the range check cannot race another ingest.
+    """
+
+    def __init__(self, conn, release_id: int, n_bands: int) -> None:  # type: ignore[no-untyped-def]
+        self._conn, self._release_id, self._n_bands = conn, release_id, n_bands
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lor-copy")
+        self._pending: Future[None] | None = None
+        self._tracts: set[int] = set()
+        self.direct_rows = 0
+
+    def submit(self, staged: dict[str, np.ndarray]) -> None:
+        if self._pending is not None:
+            self._pending.result()  # one chunk in flight at a time; re-raises COPY errors
+        if len(staged["catalog_id"]):
+            self._tracts.update(np.unique(staged["tract_id"]).tolist())
+            self._pending = self._pool.submit(self._write, staged)
+
+    def _write(self, staged: dict[str, np.ndarray]) -> None:
+        ids = staged["catalog_id"]
+        direct = not store.any_object_in_id_range(self._conn, int(ids.min()), int(ids.max()))
+        table = "lor.objects" if direct else store.STAGE_TABLE
+        staged = {**staged, "release_id": np.full(len(ids), self._release_id, np.int32)}
+        has_ebv = np.isfinite(staged["ebv"])
+        for with_ebv in (True, False):
+            rows = has_ebv if with_ebv else ~has_ebv
+            if rows.any():
+                fields = store.object_fields(self._n_bands, with_ebv)
+                part = {f.name: staged[f.name][rows] for f in fields}
+                store.copy_rows(self._conn, table, encode_rows(fields, part), fields)
+        if direct:
+            self.direct_rows += len(ids)
+
+    def close(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown()
+
+    def tracts(self) -> list[int]:
+        return sorted(self._tracts)
+
+
+def _jsonable(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,153 @@
+"""Bandpasses from the ``speclite`` filter library.
+
+Bands are named as speclite names them, ``<group>-<band>`` (e.g. ``lsst2023-r``); the
+short names ``u g r i z y`` are aliases for the Rubin ``lsst2023-*`` curves. A bandpass is
+the dimensionless throughput ``R(lambda)`` of a photon-counting detector, so the AB flux
+through it is the photon-weighted mean
+
+    f_nu = int f_lambda R lambda dlambda / int R lambda dlambda * lambda_pivot**2 / c,
+
+with ``lambda_pivot**2 = int R lambda dlambda / int R / lambda dlambda``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from lor.errors import UnknownBandError
+
+LSST_BANDS: Final[tuple[str, ...]] = tuple(f"lsst2023-{b}" for b in "ugrizy")
+"""The default band set: Rubin LSST ugrizy (speclite ``lsst2023-*`` throughputs)."""
+
+BAND_ALIASES: Final[dict[str, str]] = {b: f"lsst2023-{b}" for b in "ugrizy"}
+"""Short names accepted in place of speclite names."""
+
+
+@dataclass(frozen=True)
+class Bandpass:
+    """One filter throughput curve.
+
+    Attributes
+    ----------
+    name
+        The speclite filter name (aliases resolved).
+    wavelength
+        Wavelengths in Angstrom, increasing.
+    response
+        Dimensionless throughput at ``wavelength``, zero at both ends.
+    """
+
+    name: str
+    wavelength: np.ndarray
+    response: np.ndarray
+
+    @property
+    def pivot_wavelength(self) -> float:
+        """Pivot wavelength (Angstrom), which converts mean ``f_lambda`` to ``f_nu``."""
+        w, r = self.wavelength, self.response
+        return float(np.sqrt(np.trapezoid(r * w, w) / np.trapezoid(r / w, w)))
+
+    @property
+    def support(self) -> tuple[float, float]:
+        """Smallest and largest wavelength (Angstrom) with non-zero throughput."""
+        nonzero = np.flatnonzero(self.response > 0)
+        return float(self.wavelength[nonzero[0]]), float(self.wavelength[nonzero[-1]])
+
+
+def _speclite_filter_dir() -> Path:
+    from speclite.filters import get_path_of_data_file
+
+    return Path(get_path_of_data_file("filters/lsst2023-u.ecsv")).parent
+
+
+def available_band_names() -> list[str]:
+    """All filter names in speclite's library, sorted, plus the short aliases."""
+    names = sorted(p.stem for p in _speclite_filter_dir().glob("*.ecsv"))
+    return sorted(BAND_ALIASES) + names
+
+
+def resolve_band_name(name: str) -> str:
+    """The speclite name for ``name`` (an alias or a speclite name).
+
+    Raises
+    ------
+    UnknownBandError
+        If ``name`` is neither an alias nor in speclite's library; the message lists the
+        available names.
+    """
+    resolved = BAND_ALIASES.get(name, name)
+    if not (_speclite_filter_dir() / f"{resolved}.ecsv").is_file():
+        raise UnknownBandError(
+            f"unknown band {name!r}; available bands: {', '.join(available_band_names())}"
+        )
+    return resolved
+
+
+def load_bandpasses(names: Sequence[str] = LSST_BANDS) -> list[Bandpass]:
+    """Load throughput curves by name.
+
+    Parameters
+    ----------
+    names
+        speclite filter names (``lsst2023-g``, ``hsc2017-i``, ...) or the aliases
+        ``u g r i z y``.
+
+    Returns
+    -------
+    list of Bandpass
+        In the order of ``names``.
+
+    Raises
+    ------
+    UnknownBandError
+        If a name is unknown (all unknown names are reported at once, with the list of
+        available names).
+    """
+    if isinstance(names, str):
+        names = [names]
+    if len(names) == 0:
+        raise UnknownBandError("no bands requested")
+    unknown = [
+        n
+        for n in names
+        if not (_speclite_filter_dir() / f"{BAND_ALIASES.get(n, n)}.ecsv").is_file()
+    ]
+    if unknown:
+        raise UnknownBandError(
+            f"unknown band(s) {unknown}; available bands: {', '.join(available_band_names())}"
+        )
+    from speclite.filters import load_filter
+
+    bands = []
+    for name in names:
+        resolved = resolve_band_name(name)
+        curve = load_filter(resolved)
+        wavelength = np.asarray(curve.wavelength, dtype=np.float64)
+        response = np.asarray(curve.response, dtype=np.float64)
+        bands.append(Bandpass(resolved, wavelength, response))
+    return bands
+
+
+def write_filter_files(bands: Sequence[Bandpass], directory: Path) -> list[Path]:
+    """Write each curve as a two-column text file (Angstrom, throughput).
+
+    This is the format of bagpipes' ``filt_list`` (and of most SED-fitting codes).
+
+    Returns
+    -------
+    list of Path
+        One file per band, named ``<name>.dat``, in the order of ``bands``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for band in bands:
+        path = directory / f"{band.name}.dat"
+        np.savetxt(path, np.column_stack([band.wavelength, band.response]), fmt="%.8e")
+        paths.append(path)
+    return paths
