@@ -1,11 +1,11 @@
 -- lor SQL, installed by migration 0001. Functions and views over the catalog tables, and the
 -- two database roles. Edit by adding a new file and a new migration, never in place.
 
--- AB magnitude of a flux in nanojansky: m = 31.4 - 2.5 log10(f / nJy)  (3631 Jy zero point).
+-- AB magnitude of a flux in nanojansky: m = -2.5 log10(f / 3631 Jy).
 CREATE OR REPLACE FUNCTION lor.njy_to_abmag(flux_njy double precision)
 RETURNS double precision
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT CASE WHEN flux_njy > 0 THEN 31.4 - 2.5 * log(flux_njy) END $$;
+AS $$ SELECT CASE WHEN flux_njy > 0 THEN -2.5 * log(flux_njy / 3631e9) END $$;
 COMMENT ON FUNCTION lor.njy_to_abmag(double precision) IS
   'AB magnitude of a flux in nJy; NULL for non-positive flux.';
 

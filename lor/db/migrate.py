@@ -60,6 +60,15 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     return current
 
 
+def downgrade(engine: Engine, revision: str) -> str | None:
+    """Step the schema back to ``revision`` ("base" drops every lor table)."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+    return current_revision(engine)
+
+
 def check_schema(engine: Engine) -> None:
     """Refuse to run against a database whose schema is not at this code's head revision."""
     current, head = current_revision(engine), head_revision()

@@ -19,7 +19,6 @@ import numpy as np
 from sqlalchemy import Engine
 from tqdm.auto import tqdm
 
-import lor
 from lor.db import catalog_store as store
 from lor.db.copy_binary import encode_rows
 from lor.errors import IngestError
@@ -33,6 +32,7 @@ from lor.pipeline.photometry import (
     photometry_from_mags,
 )
 from lor.pipeline.tracts import HEALPIX_SCHEME, healpix_tracts
+from lor.version import code_version
 
 RUBIN_FLUX = "{band}_cModelFlux"
 RUBIN_FLUX_ERR = "{band}_cModelFluxErr"
@@ -124,7 +124,7 @@ def ingest_catalog(
             )
             release_id = store.get_or_create_release(conn, release, band_set_id)
             ingest_id = store.start_ingest(
-                conn, release_id, str(path.resolve()), sha, options, lor.__version__
+                conn, release_id, str(path.resolve()), sha, options, code_version()
             )
             store.create_stage(conn)
             writer = _ObjectWriter(conn, release_id, len(cols.bands))

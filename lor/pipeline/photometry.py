@@ -20,7 +20,9 @@ import numpy as np
 
 from lor.errors import IngestError
 
-AB_ZEROPOINT_NJY = 31.4  # m_AB = 31.4 - 2.5 log10(f / nJy)
+AB_ZEROPOINT_NJY = 2.5 * np.log10(
+    3631e9
+)  # m_AB = -2.5 log10(f / 3631 Jy) = 31.39993 - 2.5 log10(f / nJy)
 MAG_SENTINEL_NONDETECTION = 99.0
 MAG_SENTINEL_MISSING = -99.0
 

@@ -1,0 +1,147 @@
+"""The ``lor`` command line. Commands parse arguments and format results; logic lives in lor."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from lor.errors import LorError
+
+
+class LorGroup(click.Group):
+    """Print :class:`LorError` messages without a traceback (exit code 2)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except LorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=LorGroup)
+@click.version_option(package_name="lor")
+def cli() -> None:
+    """lor: survey photometry to physical posteriors, kept in PostgreSQL."""
+
+
+def _engine(check: bool = True):  # type: ignore[no-untyped-def]
+    from lor.db.engine import make_engine
+    from lor.db.migrate import check_schema
+
+    engine = make_engine()
+    if check:
+        check_schema(engine)
+    return engine
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (the only way lor changes its schema)."""
+    from lor.db.migrate import upgrade
+
+    engine = _engine(check=False)
+    click.echo(f"schema at revision {upgrade(engine, revision)} ({engine.url.render_as_string()})")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the one this code needs."""
+    from lor.db.migrate import current_revision, head_revision
+
+    engine = _engine(check=False)
+    click.echo(json.dumps({"current": current_revision(engine), "head": head_revision()}))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--release", required=True, help="Release name (created if new).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "fits", "hdf5", "csv"]), default=None
+)
+@click.option("--units", type=click.Choice(["njy", "abmag"]), default="njy", show_default=True)
+@click.option("--id-column", default="objectId", show_default=True)
+@click.option("--ra-column", default="coord_ra", show_default=True)
+@click.option("--dec-column", default="coord_dec", show_default=True)
+@click.option(
+    "--tract-column", default="tract", show_default=True, help="Absent: tracts from positions."
+)
+@click.option("--flux-template", default=None, help="e.g. '{band}_cModelFlux' or 'mag_{band}'.")
+@click.option(
+    "--err-template", default=None, help="e.g. '{band}_cModelFluxErr' or 'magerr_{band}'."
+)
+@click.option("--ebv-column", default=None, help="Galactic E(B-V) column, if any.")
+@click.option("--bands", default="ugrizy", show_default=True, help="Band letters or comma list.")
+@click.option("--hdf5-path", default=None, help="Dataset or group inside an HDF5 file.")
+@click.option("--chunk-rows", type=int, default=None)
+def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str, ra_column: str,
+           dec_column: str, tract_column: str, flux_template: str | None, err_template: str | None,
+           ebv_column: str | None, bands: str, hdf5_path: str | None, chunk_rows: int | None) -> None:  # fmt: skip
+    """Ingest a catalog file (Parquet, FITS, HDF5, CSV) into RELEASE."""
+    from lor.config import get_settings
+    from lor.pipeline.ingest import CatalogColumns, ingest_catalog
+
+    band_list = tuple(bands.split(",")) if "," in bands else tuple(bands)
+    flux_default, err_default = (
+        ("{band}_cModelFlux", "{band}_cModelFluxErr")
+        if units == "njy"
+        else ("mag_{band}", "magerr_{band}")
+    )
+    cols = CatalogColumns(
+        id=id_column, ra=ra_column, dec=dec_column, tract=tract_column,
+        flux=flux_template or flux_default, flux_err=err_template or err_default,
+        ebv=ebv_column, units=units, bands=band_list,
+        band_set="lsst_ugrizy" if band_list == tuple("ugrizy") else "custom_" + "".join(band_list),
+    )  # fmt: skip
+    summary = ingest_catalog(
+        _engine(),
+        path,
+        release,
+        cols,
+        fmt,
+        chunk_rows or get_settings().ingest_chunk_rows,
+        hdf5_path=hdf5_path,
+    )
+    click.echo(
+        f"{summary.path}: read {summary.rows_read}, new {summary.rows_new}, changed "
+        f"{summary.rows_changed}, unchanged {summary.rows_unchanged}, rejected {summary.rows_rejected}"
+        f" (tracts: {summary.tract_scheme})"
+    )
+    for reason, count in sorted(summary.reject_reasons.items()):
+        click.echo(f"  rejected {count}: {reason}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Report folder.")
+def demo(out: Path | None) -> None:
+    """Set up the database and run the main job end to end on the shipped example."""
+    from lor.pipeline.demo import run_demo
+
+    run_demo(out, echo=click.echo)
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks: each prints one JSON object as its last line."""
+
+
+@bench.command("ingest")
+@click.option("--rows", type=int, default=1_000_000, show_default=True)
+def bench_ingest(rows: int) -> None:
+    """Ingest speed against a plain COPY of the same rows (throwaway database)."""
+    from lor.bench.ingest import run_ingest_benchmark
+
+    click.echo(json.dumps(run_ingest_benchmark(rows)))
+
+
+if __name__ == "__main__":
+    cli()
