@@ -68,12 +68,15 @@ def run_ingest_benchmark(rows: int = 1_000_000, chunk_rows: int = 250_000) -> di
                 for payload in payloads:
                     store.copy_rows(conn, f"copy_{name}", payload, fields)
                 timings[name] = time.perf_counter() - t0
+        with engine.connect() as conn:
+            n_tracts = conn.execute(text("SELECT count(*) FROM lor.tracts")).scalar_one()
         engine.dispose()
     if summary.rows_new != rows or again.rows_unchanged != rows:
         raise RuntimeError(f"benchmark ingest was not exact: {summary} / {again}")
     return {
         "benchmark": "ingest",
-        "data": f"{rows} synthetic Rubin Object-table rows (6 bands, nJy), Parquet, 10 tracts",
+        "data": f"{rows} synthetic Rubin Object-table rows (6 bands, nJy, 10-yr depth noise), "
+        f"Parquet, {n_tracts} tracts",
         "rows": rows,
         "objects_per_s": rows / lor_s,
         "ratio_to_copy": timings["plain"] / lor_s,

@@ -97,7 +97,8 @@ def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str
         else ("mag_{band}", "magerr_{band}")
     )
     cols = CatalogColumns(
-        id=id_column, ra=ra_column, dec=dec_column, tract=tract_column,
+        id=id_column, ra=ra_column, dec=dec_column,
+        tract=None if tract_column.lower() == "none" else tract_column,
         flux=flux_template or flux_default, flux_err=err_template or err_default,
         ebv=ebv_column, units=units, bands=band_list,
         band_set="lsst_ugrizy" if band_list == tuple("ugrizy") else "custom_" + "".join(band_list),

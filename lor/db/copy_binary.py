@@ -38,21 +38,13 @@ class Field:
     array_len: int = 0
 
 
-def encode_rows(
-    fields: Sequence[Field], values: dict[str, np.ndarray], with_header: bool = True
-) -> bytes:
-    """Encode N rows; ``values[name]`` has shape (N,) or (N, array_len); uuids as (N, 16) uint8."""
-    n = len(values[fields[0].name])
-    layout: list[tuple[str, str, tuple[int, ...]] | tuple[str, str]] = [("nfields", ">i2")]
+def _row_dtype(fields: Sequence[Field]) -> np.dtype:
+    layout: list[tuple] = [("nfields", ">i2")]
     for f in fields:
         layout.append((f"{f.name}__len", ">i4"))
         if f.array_len:
             layout += [
-                (f"{f.name}__ndim", ">i4"),
-                (f"{f.name}__hasnull", ">i4"),
-                (f"{f.name}__oid", ">i4"),
-                (f"{f.name}__dim", ">i4"),
-                (f"{f.name}__lbound", ">i4"),
+                (f"{f.name}__head", ">i4", (5,)),  # ndim, has-null, element oid, dim, lower bound
                 (
                     f"{f.name}__items",
                     [("len", ">i4"), ("val", _SCALAR_DTYPE[f.pg_type])],
@@ -61,27 +53,45 @@ def encode_rows(
             ]
         else:
             layout.append((f.name, _SCALAR_DTYPE[f.pg_type]))
-    rows = np.empty(n, dtype=np.dtype(layout))  # type: ignore[call-overload]
-    rows["nfields"] = len(fields)
+    return np.dtype(layout)
+
+
+def _template(fields: Sequence[Field], dtype: np.dtype) -> np.ndarray:
+    """One row with every length word and array header filled in; data left zero."""
+    row = np.zeros((), dtype)
+    row["nfields"] = len(fields)
     for f in fields:
         item = np.dtype(_SCALAR_DTYPE[f.pg_type]).itemsize
+        if f.array_len:
+            row[f"{f.name}__len"] = 20 + f.array_len * (4 + item)
+            row[f"{f.name}__head"] = (1, 0, _ELEMENT_OID[f.pg_type], f.array_len, 1)
+            row[f"{f.name}__items"]["len"] = item
+        else:
+            row[f"{f.name}__len"] = item
+    return row
+
+
+def encode_rows(
+    fields: Sequence[Field], values: dict[str, np.ndarray], with_header: bool = True
+) -> bytes:
+    """Encode N rows; ``values[name]`` has shape (N,) or (N, array_len); uuids as (N, 16) uint8.
+
+    Every row starts as a copy of a template row (all length words and array headers), so
+    only the data fields are written per column.
+    """
+    n = len(values[fields[0].name])
+    dtype = _row_dtype(fields)
+    rows = np.empty(n, dtype)
+    rows[...] = _template(fields, dtype)
+    for f in fields:
         data = values[f.name]
         if f.array_len:
             if data.shape != (n, f.array_len):
                 raise ValueError(f"{f.name}: expected shape {(n, f.array_len)}, got {data.shape}")
-            rows[f"{f.name}__len"] = 20 + f.array_len * (4 + item)
-            rows[f"{f.name}__ndim"] = 1
-            rows[f"{f.name}__hasnull"] = 0
-            rows[f"{f.name}__oid"] = _ELEMENT_OID[f.pg_type]
-            rows[f"{f.name}__dim"] = f.array_len
-            rows[f"{f.name}__lbound"] = 1
-            rows[f"{f.name}__items"]["len"] = item
             rows[f"{f.name}__items"]["val"] = data
+        elif f.pg_type == "uuid":
+            rows[f.name] = np.ascontiguousarray(data, dtype=np.uint8).view("V16").reshape(n)
         else:
-            rows[f"{f.name}__len"] = item
-            if f.pg_type == "uuid":
-                rows[f.name] = np.ascontiguousarray(data, dtype=np.uint8).view("V16").reshape(n)
-            else:
-                rows[f.name] = data
+            rows[f.name] = data
     body = rows.tobytes()
     return HEADER + body + TRAILER if with_header else body

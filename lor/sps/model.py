@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lor.errors import ParameterError
+from lor.errors import ConfigError, ParameterError
 from lor.sps.bandpasses import LSST_BANDS, Bandpass, load_bandpasses
 from lor.sps.cosmology import CosmologyTable
 from lor.sps.grids import LOG_U, METALLICITIES, SPSGrids, load_raw_grids, log_pixel_edges
@@ -55,6 +55,7 @@ from lor.sps.parameters import (
     T_BIRTH_CLOUD_GYR,
     as_param_array,
 )
+from lor.sps.photometry import RedshiftedBands
 from lor.sps.sfh import AgeGrid
 
 L_SUN_ERG_S = 3.826e33
@@ -139,15 +140,24 @@ class SPSModel:
         Largest redshift the model accepts (sets the blue end of the rest-frame grid).
     dlnlam
         Width of the rest-frame pixels in ``ln(lambda)``.
+    pixel_edges
+        Explicit rest-frame pixel edges (Angstrom, uniform in ``ln(lambda)``), overriding
+        ``dlnlam`` and the automatic range; they must cover the bands from ``z = 0`` to
+        ``z_max``.
+    sampling
+        ``"average"`` (default): SSP and nebular spectra are averaged over each pixel
+        (flux-conserving). ``"point"``: interpolated at pixel centres like bagpipes does,
+        which aliases absorption lines; for cross-checks only.
     chunk_size
-        Objects per vectorized chunk (bounds memory: about 50 kB per object).
+        Objects per vectorized chunk (bounds memory: about 60 kB per object).
 
     Raises
     ------
     lor.errors.UnknownBandError
         If a band name is unknown.
     lor.errors.ConfigError
-        If bagpipes (which ships the grids) is not installed.
+        If bagpipes (which ships the grids) is not installed, or ``pixel_edges`` do not
+        cover the bands.
     """
 
     def __init__(
@@ -156,6 +166,8 @@ class SPSModel:
         cosmology=None,
         z_max: float = 6.0,
         dlnlam: float = 0.005,
+        pixel_edges: np.ndarray | None = None,
+        sampling: str = "average",
         chunk_size: int = 2048,
     ) -> None:
         if cosmology is None:
@@ -170,16 +182,22 @@ class SPSModel:
 
         lam_lo = min(b.support[0] for b in self.bands) / (1.0 + self.z_max)
         lam_hi = max(b.support[1] for b in self.bands)
-        edges = log_pixel_edges(0.99 * lam_lo, 1.01 * lam_hi, dlnlam)
+        if pixel_edges is None:
+            edges = log_pixel_edges(0.99 * lam_lo, 1.01 * lam_hi, dlnlam)
+        else:
+            edges = np.asarray(pixel_edges, dtype=np.float64)
+            if edges[0] > lam_lo or edges[-1] < lam_hi:
+                raise ConfigError(
+                    f"pixel_edges span {edges[0]:.1f}-{edges[-1]:.1f} A but the bands need "
+                    f"{lam_lo:.1f}-{lam_hi:.1f} A rest frame up to z = {self.z_max}"
+                )
         ages = AgeGrid.for_age_of_universe(self.cosmology.age_today_yr)
         raw = load_raw_grids()
-        self.grids = SPSGrids.build(raw, edges, ages, T_BIRTH_CLOUD_GYR * 1e9)
+        self.grids = SPSGrids.build(raw, edges, ages, T_BIRTH_CLOUD_GYR * 1e9, sampling)
+        self.photometry = RedshiftedBands(self.bands, edges, self.z_max)
 
-        wave = self.grids.wavelength
-        self._lam_dlam = wave * np.diff(edges)
-        self._log_wave_5500 = np.log(wave / 5500.0)
+        self._log_wave_5500 = np.log(self.grids.wavelength / 5500.0)
         self._log_line_5500 = np.log(self.grids.line_wavelength / 5500.0)
-
         coefs = load_lyman_series_coefficients(raw.igm_coefficients_path)
         self._igm_z = np.arange(0.0, self.z_max + 2 * IGM_DZ, IGM_DZ)
         self._n_blue = int(np.count_nonzero(edges[:-1] < LYMAN_ALPHA))
@@ -188,7 +206,6 @@ class SPSModel:
         self._igm_lines = inoue14_transmission(
             self.grids.line_wavelength * (1.0 - 1e-9), self._igm_z, coefs
         )
-        self._pivot = np.array([b.pivot_wavelength for b in self.bands])
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -323,20 +340,10 @@ class SPSModel:
         """AB fluxes (nJy) per Msun formed for one chunk, shape (N, B)."""
         continuum, lines = self._rest_frame(p)
         z = p[:, _IDX["redshift"]]
-        one_plus_z = 1.0 + z
-        obs_wave = self.wavelength[None, :] * one_plus_z[:, None]  # (N, K)
-        obs_line = self.grids.line_wavelength[None, :] * one_plus_z[:, None]  # (N, L)
-        weighted = continuum * self._lam_dlam[None, :]
-        line_weighted = lines * self.grids.line_wavelength[None, :]
-        flux = np.empty((p.shape[0], len(self.bands)))
-        for b, band in enumerate(self.bands):
-            resp = np.interp(obs_wave, band.wavelength, band.response, left=0.0, right=0.0)
-            resp_line = np.interp(obs_line, band.wavelength, band.response, left=0.0, right=0.0)
-            numerator = np.einsum("nk,nk->n", weighted, resp)
-            numerator += np.einsum("nl,nl->n", line_weighted, resp_line)
-            norm = resp @ self._lam_dlam
-            flux[:, b] = numerator / norm  # mean L_lambda, Lsun/A, rest-frame sampling
+        mean_l = self.photometry.mean_luminosity(
+            continuum, z, self.grids.line_wavelength, lines
+        )  # Lsun/A
         dl = self.cosmology.luminosity_distance(z)
-        f_lambda = flux * (L_SUN_ERG_S / (4.0 * np.pi * dl**2 * one_plus_z))[:, None]
-        f_nu = f_lambda * (self._pivot**2 / C_ANGSTROM_S)[None, :]  # erg/s/cm2/Hz
+        f_lambda = mean_l * (L_SUN_ERG_S / (4.0 * np.pi * dl**2 * (1.0 + z)))[:, None]
+        f_nu = f_lambda * (self.photometry.pivot**2 / C_ANGSTROM_S)[None, :]  # erg/s/cm2/Hz
         return f_nu * 1e32  # nJy

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine
-from lor.db.migrate import check_schema, downgrade, current_revision, head_revision, upgrade
+from lor.db.migrate import check_schema, current_revision, downgrade, head_revision, upgrade
 from lor.db.models import N_PARTITIONS, PARTITIONED_TABLES
 from lor.errors import StaleSchemaError
 

@@ -1,0 +1,1 @@
+"""Celery workers: thin wrappers over lor functions (no queries are built here)."""
