@@ -12,7 +12,8 @@ and ``f_nu = <L> / (4 pi D_L**2 (1+z)) * lambda_pivot**2 / c``.
 On a log-uniform rest grid, redshifting is a shift by ``ln(1+z)`` in ``ln(lambda)``, the
 same for every pixel. Each band is therefore tabulated once on a grid ``OVERSAMPLE`` times
 finer than the pixels, and ``R(lambda_k (1+z))`` for a whole spectrum is two strided
-gathers and one linear interpolation weight per object (no per-pixel search).
+gathers and one linear interpolation weight per object (no per-pixel search); emission
+lines use the same tables.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ class RedshiftedBands:
         self.centres = np.exp(0.5 * (log_edges[1:] + log_edges[:-1]))
         self.lam_dlam = self.centres * np.diff(edges)
         self.pivot = np.array([b.pivot_wavelength for b in bands])
-        self._bands = list(bands)
         n_fine = (self.n_pix + int(np.ceil(np.log1p(z_max) / self.dlnlam)) + 2) * OVERSAMPLE
         fine_wave = self.centres[0] * np.exp(np.arange(n_fine) * self.dlnlam / OVERSAMPLE)
         self._tables = np.stack(
@@ -82,22 +82,27 @@ class RedshiftedBands:
         numpy.ndarray
             ``(N, B)``.
         """
-        pos = np.log1p(redshift) * (OVERSAMPLE / self.dlnlam)
+        scale = OVERSAMPLE / self.dlnlam
+        pos = np.log1p(redshift) * scale
         start = np.floor(pos).astype(np.int64)
         frac = (pos - start)[:, None]
         index = start[:, None] + self._stride[None, :]
         weighted = continuum * self.lam_dlam[None, :]
-        out = np.empty((continuum.shape[0], len(self._bands)))
-        if line_luminosity is not None:
-            obs_line = line_wavelength[None, :] * (1.0 + redshift)[:, None]
+        have_lines = line_luminosity is not None
+        if have_lines:
+            line_pos = (np.log(line_wavelength / self.centres[0]) * scale)[None, :] + pos[:, None]
+            line_pos = np.clip(line_pos, 0.0, self._tables.shape[1] - 1.000001)
+            line_index = line_pos.astype(np.int64)
+            line_frac = line_pos - line_index
             line_weighted = line_luminosity * line_wavelength[None, :]
+        out = np.empty((continuum.shape[0], len(self._tables)))
         for b, table in enumerate(self._tables):
             resp = table[index]
             resp += frac * (table[index + 1] - resp)
             numerator = np.einsum("nk,nk->n", weighted, resp)
-            if line_luminosity is not None:
-                band = self._bands[b]
-                resp_line = np.interp(obs_line, band.wavelength, band.response, left=0.0, right=0.0)
+            if have_lines:
+                resp_line = table[line_index]
+                resp_line += line_frac * (table[line_index + 1] - resp_line)
                 numerator += np.einsum("nl,nl->n", line_weighted, resp_line)
             out[:, b] = numerator / (resp @ self.lam_dlam)
         return out
