@@ -131,6 +131,27 @@ def demo(out: Path | None) -> None:
 
 
 @cli.group()
+def train() -> None:
+    """Train models from a config file (reproducible: the config and seed fix everything)."""
+
+
+@train.command("emulator")
+@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Artifact folder.")
+@click.option("--register/--no-register", default=False, help="Record it in lor.model_versions.")
+def train_emulator(config_path: Path, out: Path, register: bool) -> None:
+    """Simulate with the SPS forward model, train a speculator emulator, save and measure it."""
+    from lor.emulators.training import train_emulator_from_config
+
+    sha, metrics = train_emulator_from_config(config_path, out)
+    click.echo(json.dumps({"artifact": str(out), "sha256": sha, "metrics": metrics}))
+    if register:
+        from lor.emulators.registry import register_emulator
+
+        click.echo(f"registered as model version {register_emulator(_engine(), out, sha)}")
+
+
+@cli.group()
 def bench() -> None:
     """Benchmarks: each prints one JSON object as its last line."""
 
@@ -143,6 +164,22 @@ def bench_ingest(rows: int) -> None:
 
     click.echo(json.dumps(run_ingest_benchmark(rows)))
 
+
+@bench.command("emulator")
+@click.option("--held-out", type=int, default=20_000, show_default=True)
+def bench_emulator(held_out: int) -> None:
+    """Shipped emulator: held-out accuracy and speed against bagpipes and the forward model."""
+    from lor.bench.emulator import run_emulator_benchmark
+
+    click.echo(json.dumps(run_emulator_benchmark(held_out)))
+
+
+from lor.cli.runs import process_command, run_group, status_command, worker_command  # noqa: E402
+
+cli.add_command(run_group)
+cli.add_command(process_command)
+cli.add_command(worker_command)
+cli.add_command(status_command)
 
 if __name__ == "__main__":
     cli()

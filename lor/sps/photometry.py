@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lor.errors import ConfigError
 from lor.sps.bandpasses import Bandpass
 
 OVERSAMPLE = 32
@@ -46,7 +47,7 @@ class RedshiftedBands:
         steps = np.diff(log_edges)
         self.dlnlam = float(steps.mean())
         if not np.allclose(steps, self.dlnlam, rtol=1e-6, atol=0.0):
-            raise ValueError("rest-frame pixel edges must be uniform in ln(lambda)")
+            raise ConfigError("rest-frame pixel edges must be uniform in ln(lambda)")
         self.n_pix = steps.size
         self.centres = np.exp(0.5 * (log_edges[1:] + log_edges[:-1]))
         self.lam_dlam = self.centres * np.diff(edges)

@@ -136,10 +136,14 @@ class AgeGrid:
             ``(N, A)``, each row summing to 1 (rows are all zero when ``age_yr`` is below
             the first fine age, 1 Myr; callers reject those).
         """
-        t = age_yr[:, None] - self.fine_ages[None, :]
-        formed = t > 0.0
-        t = np.where(formed, t, 0.0)
-        mass = t * np.exp(-t / tau_yr[:, None]) * self.fine_widths[None, :]
+        # SFR is evaluated only at fine ages strictly below age_yr (t > 0); clipping t at 0
+        # makes it vanish elsewhere. In-place steps keep this (N, F) pass memory-light.
+        t = np.subtract(age_yr[:, None], self.fine_ages[None, :])
+        np.maximum(t, 0.0, out=t)
+        mass = np.divide(t, -tau_yr[:, None])
+        np.exp(mass, out=mass)
+        mass *= t
+        mass *= self.fine_widths[None, :]
         per_bin = mass @ self.fine_to_ssp
         total = mass.sum(axis=1, keepdims=True)
         return np.divide(per_bin, total, out=np.zeros_like(per_bin), where=total > 0)

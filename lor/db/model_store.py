@@ -1,0 +1,61 @@
+"""Model-version slice of the store: register trained artifacts, find them again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert
+
+from lor.db.models import ModelVersion
+from lor.errors import NotFoundError
+
+
+def register_model_version(
+    conn: Connection,
+    *,
+    kind: str,
+    family_name: str,
+    family_version: str,
+    artifact_sha256: str,
+    artifact_uri: str,
+    band_set_id: int,
+    param_names: Sequence[str],
+    training_ranges: dict[str, Any],
+    metrics: dict[str, Any],
+    config: dict[str, Any],
+) -> int:
+    """Insert a model version (idempotent on kind + sha256); returns its id."""
+    stmt = (
+        insert(ModelVersion)
+        .values(
+            kind=kind,
+            family_name=family_name,
+            family_version=family_version,
+            artifact_sha256=artifact_sha256,
+            artifact_uri=artifact_uri,
+            band_set_id=band_set_id,
+            param_names=list(param_names),
+            training_ranges=training_ranges,
+            metrics=metrics,
+            config=config,
+        )
+        .on_conflict_do_nothing(index_elements=["kind", "artifact_sha256"])
+        .returning(ModelVersion.id)
+    )
+    new_id = conn.execute(stmt).scalar_one_or_none()
+    if new_id is not None:
+        return new_id
+    return conn.execute(
+        select(ModelVersion.id).where(
+            ModelVersion.kind == kind, ModelVersion.artifact_sha256 == artifact_sha256
+        )
+    ).scalar_one()
+
+
+def model_version(conn: Connection, version_id: int) -> ModelVersion:
+    row = conn.execute(select(ModelVersion).where(ModelVersion.id == version_id)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no model version {version_id}")
+    return row[0]

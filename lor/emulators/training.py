@@ -1,0 +1,234 @@
+"""Train a speculator emulator on the SPS forward model; measure it on held-out samples.
+
+``lor train emulator --config FILE`` runs :func:`train_emulator_from_config`; the config
+(YAML) and the seed fix everything, so the shipped artifact can be reproduced.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import yaml
+from tqdm.auto import tqdm
+
+from lor.emulators.speculator import FAMILY, FAMILY_VERSION, FEATURES, SpeculatorEmulator
+from lor.errors import ConfigError
+
+
+@dataclass
+class EmulatorConfig:
+    name: str = "speculator-lsst-ugrizy"
+    bands: list[str] = field(default_factory=lambda: ["u", "g", "r", "i", "z", "y"])
+    n_train: int = 200_000
+    n_val: int = 10_000
+    n_test: int = 20_000
+    seed: int = 1
+    hidden: list[int] = field(default_factory=lambda: [128, 128, 128, 128])
+    batch_size: int = 1024
+    max_epochs: int = 400
+    learning_rate: float = 2e-3
+    min_learning_rate: float = 1e-5
+    patience: int = 8
+    max_minutes: float = 60.0
+    box_overrides: dict[str, list[float]] = field(default_factory=dict)
+    cosmology: str = "Planck18"
+    data_cache: str | None = None
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> EmulatorConfig:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read emulator config {path}: {exc}") from exc
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown emulator config keys {sorted(unknown)}")
+        return cls(**raw)
+
+
+def simulate(config: EmulatorConfig) -> dict[str, np.ndarray]:
+    """Training, validation and test sets from the forward model (cached if configured)."""
+    cache = Path(config.data_cache) if config.data_cache else None
+    if cache and cache.is_file():
+        with np.load(cache, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    from lor.sps import SPSModel, default_training_box, simulate_training_set
+    from lor.sps.parameters import box_arrays
+
+    box = default_training_box() | {k: tuple(v) for k, v in config.box_overrides.items()}
+    model = SPSModel(bands=config.bands, cosmology=_cosmology(config.cosmology))
+    n = config.n_train + config.n_val + config.n_test
+    params, mags = simulate_training_set(n, box, seed=config.seed, model=model)
+    lo, hi = box_arrays(box)
+    data = {"params": params, "mags": mags, "box_lo": lo, "box_hi": hi}
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **data)
+    return data
+
+
+def _cosmology(name: str):  # type: ignore[no-untyped-def]
+    import astropy.cosmology
+
+    try:
+        return getattr(astropy.cosmology, name)
+    except AttributeError as exc:
+        raise ConfigError(f"unknown astropy cosmology {name!r}") from exc
+
+
+def cosmology_tables(cosmology: str, z_max: float, dz: float = 1e-3) -> dict[str, np.ndarray]:
+    """Distance modulus and age of the universe on a fine z grid (stored in the artifact)."""
+    z = np.arange(dz, z_max + 10 * dz, dz)
+    cosmo = _cosmology(cosmology)
+    dl_pc = cosmo.luminosity_distance(z).to("pc").value
+    return {
+        "dm_z": z.astype(np.float32),
+        "dm": (5.0 * np.log10(dl_pc / 10.0)).astype(np.float32),
+        "age_z": z.astype(np.float32),
+        "age_gyr": cosmo.age(z).to("Gyr").value.astype(np.float32),
+    }
+
+
+def accuracy(emulator: SpeculatorEmulator, params: np.ndarray, mags: np.ndarray) -> dict[str, Any]:
+    """Per-band rms and 99.9th-percentile |dm| of the emulator against the forward model."""
+    err = emulator.magnitudes(params).astype(np.float64) - mags
+    rms = np.sqrt(np.mean(err**2, axis=0))
+    p999 = np.percentile(np.abs(err), 99.9, axis=0)
+    return {
+        "n": int(len(params)),
+        "rms_mag": dict(zip(emulator.band_names, rms.round(5).tolist(), strict=True)),
+        "p999_abs_mag": dict(zip(emulator.band_names, p999.round(5).tolist(), strict=True)),
+        "max_abs_mag": dict(
+            zip(emulator.band_names, np.abs(err).max(axis=0).round(4).tolist(), strict=True)
+        ),
+        "rms_mag_worst": float(rms.max()),
+        "p999_abs_mag_worst": float(p999.max()),
+    }
+
+
+def train_emulator(
+    config: EmulatorConfig, data: dict[str, np.ndarray], progress: bool = True
+) -> tuple[SpeculatorEmulator, dict[str, Any]]:
+    """Fit the network; returns the emulator and held-out metrics."""
+    from lor.sps.parameters import MASS_INDEX, PARAM_NAMES
+    from lor.sps.training_set import REFERENCE_LOG_MSTAR
+
+    tf.random.set_seed(config.seed)
+    params, mags = data["params"], data["mags"]
+    n_tr, n_va = config.n_train, config.n_val
+    tables = cosmology_tables(config.cosmology, float(data["box_hi"][0]))
+    spec = {
+        "family": FAMILY,
+        "family_version": FAMILY_VERSION,
+        "name": config.name,
+        "param_names": list(PARAM_NAMES),
+        "band_names": list(config.bands),
+        "reference_log_mstar": REFERENCE_LOG_MSTAR,
+        "hidden": list(config.hidden),
+        "features": list(FEATURES),
+        "training_box": {"low": data["box_lo"].tolist(), "high": data["box_hi"].tolist()},
+        "cosmology": config.cosmology,
+        "config": asdict(config),
+    }
+    # Target: unit-mass magnitude minus distance modulus; standardized per band.
+    z = params[:, PARAM_NAMES.index("redshift")]
+    target = (
+        mags
+        - np.interp(z, tables["dm_z"], tables["dm"])[:, None]
+        + 2.5 * (params[:, MASS_INDEX, None] - REFERENCE_LOG_MSTAR)
+    )
+    y_mean, y_std = target[:n_tr].mean(axis=0), target[:n_tr].std(axis=0)
+    arrays = tables | {"y_mean": y_mean.astype(np.float32), "y_std": y_std.astype(np.float32)}
+    arrays |= {
+        "x_lo": np.zeros(len(FEATURES), np.float32),
+        "x_hi": np.ones(len(FEATURES), np.float32),
+    }
+    spec["training_stats"] = {
+        "n_train": n_tr,
+        "param_mean": params[:n_tr].mean(axis=0).tolist(),
+        "param_std": params[:n_tr].std(axis=0).tolist(),
+        "mag_mean": mags[:n_tr].mean(axis=0).tolist(),
+        "mag_std": mags[:n_tr].std(axis=0).tolist(),
+    }
+    # A fresh network with the right shapes, then train its variables in place.
+    from lor.emulators.speculator import SpeculatorNetwork
+
+    net = SpeculatorNetwork(len(FEATURES), len(config.bands), config.hidden, seed=config.seed)
+    emulator = SpeculatorEmulator(spec, arrays | net.arrays())
+    feats = np.concatenate(
+        [emulator.features(tf.constant(c, tf.float32)).numpy() for c in np.array_split(params, 20)]
+    )
+    arrays["x_lo"], arrays["x_hi"] = feats[:n_tr].min(axis=0), feats[:n_tr].max(axis=0)
+    emulator = SpeculatorEmulator(spec, arrays | net.arrays())
+    net = emulator.network
+    x_all = ((feats - arrays["x_lo"]) * (2.0 / (arrays["x_hi"] - arrays["x_lo"])) - 1.0).astype(
+        np.float32
+    )
+    y_all = ((target - y_mean) / y_std).astype(np.float32)
+    x_tr, y_tr = tf.constant(x_all[:n_tr]), tf.constant(y_all[:n_tr])
+    x_va, y_va = tf.constant(x_all[n_tr : n_tr + n_va]), tf.constant(y_all[n_tr : n_tr + n_va])
+    weight = tf.constant((y_std**2 / np.mean(y_std**2)).astype(np.float32))  # loss in mag^2
+    opt = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+    opt.build(net.trainable_variables)
+    lr = opt.learning_rate
+
+    @tf.function(jit_compile=True)
+    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(net(x) - y) * weight)
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+        return loss
+
+    @tf.function(jit_compile=True)
+    def val_loss(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(tf.square(net(x) - y) * weight)
+
+    best, best_arrays, since_best, history = np.inf, net.arrays(), 0, []
+    start = time.monotonic()
+    n_batches = n_tr // config.batch_size
+    bar = tqdm(range(config.max_epochs), desc="train emulator", disable=not progress)
+    for epoch in bar:
+        order = tf.random.shuffle(tf.range(n_tr))
+        for b in range(n_batches):
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            step(tf.gather(x_tr, idx), tf.gather(y_tr, idx))
+        loss = float(val_loss(x_va, y_va))
+        history.append(loss)
+        if loss < best * (1 - 1e-3):
+            best, best_arrays, since_best = loss, net.arrays(), 0
+        else:
+            since_best += 1
+        if since_best >= config.patience:
+            net.assign(best_arrays)
+            lr.assign(lr * 0.5)
+            since_best = 0
+            if float(lr) < config.min_learning_rate:
+                break
+        rms = float(np.sqrt(best * np.mean(y_std**2)))
+        bar.set_postfix(val_rms_mag=f"{rms:.4f}", lr=f"{float(lr):.1e}")
+        if time.monotonic() - start > 60 * config.max_minutes:
+            break
+    net.assign(best_arrays)
+    test = slice(n_tr + n_va, None)
+    metrics = accuracy(emulator, params[test], mags[test])
+    metrics |= {"epochs": epoch + 1, "train_minutes": (time.monotonic() - start) / 60}
+    emulator.spec["metrics"] = metrics
+    emulator.spec["validation_history"] = [round(h, 7) for h in history]
+    return emulator, metrics
+
+
+def train_emulator_from_config(
+    config_path: Path, out_dir: Path, progress: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """Simulate, train, save the artifact to ``out_dir``; return (sha256, metrics)."""
+    config = EmulatorConfig.from_yaml(config_path)
+    data = simulate(config)
+    emulator, metrics = train_emulator(config, data, progress)
+    sha = emulator.save(out_dir)
+    return sha, metrics
