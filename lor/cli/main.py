@@ -151,6 +151,17 @@ def train_emulator(config_path: Path, out: Path, register: bool) -> None:
         click.echo(f"registered as model version {register_emulator(_engine(), out, sha)}")
 
 
+@train.command("estimator")
+@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Artifact folder.")
+def train_estimator(config_path: Path, out: Path) -> None:
+    """Simulate (interim prior -> shipped emulator -> data model), train the amortized estimator."""
+    from lor.inference.estimator_training import train_estimator_from_config
+
+    sha, metrics = train_estimator_from_config(config_path, out)
+    click.echo(json.dumps({"artifact": str(out), "sha256": sha, "metrics": metrics}))
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks: each prints one JSON object as its last line."""

@@ -1,0 +1,155 @@
+"""Amortized inference for a batch of catalog objects: photometry -> posteriors + flags.
+
+Pure (no database): :class:`PhotometryPosteriors` takes arrays and returns stored parameters,
+the 24 summary columns and flag bits; :mod:`lor.pipeline.processing` wraps it as a run's
+processor. Order of work per batch: drop unusable bands (flagged), undo Galactic extinction,
+apply the run's calibration (zeropoint offsets, noise scales), one network pass, summaries,
+then the OOD checks (input density, prior edges, posterior-predictive chi-square).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lor.inference.data_model import DataModel
+from lor.inference.derived import derived_quantities
+from lor.inference.estimator import AmortizedEstimator, input_features
+from lor.inference.flags import Flag
+
+EDGE_FRACTION = 0.01
+EDGE_MASS_LIMIT = 0.2
+
+
+@dataclass
+class InferenceResult:
+    params: np.ndarray  # (N, P) float32, NaN rows = no posterior
+    summaries: dict[str, np.ndarray]
+    flags: np.ndarray  # (N,) int32
+    method: np.ndarray  # (N,) str
+    reduced_chi2: np.ndarray  # (N,)
+    input_log_density: np.ndarray  # (N,)
+
+
+def band_mask(bits: np.ndarray, n_bands: int) -> np.ndarray:
+    return (np.asarray(bits, np.int64)[:, None] >> np.arange(n_bands)) & 1 == 1
+
+
+class PhotometryPosteriors:
+    """Estimator + emulator + data model, applied to arrays of catalog photometry."""
+
+    def __init__(
+        self,
+        estimator: AmortizedEstimator,
+        emulator,
+        n_edge_samples: int = 64,
+        n_summary_samples: int = 128,
+    ) -> None:  # type: ignore[no-untyped-def]
+        self.estimator = estimator
+        self.emulator = emulator
+        self.rep = estimator.representation
+        self.bands = estimator.band_names
+        self.data_model = DataModel(bands=self.bands)
+        self.n_edge_samples = n_edge_samples
+        self.n_summary_samples = n_summary_samples
+        ood = estimator.ood
+        self._density = {
+            k[8:]: ood[k] for k in ood if k.startswith("density_") and k != "density_threshold"
+        }
+        self._density_threshold = float(ood.get("density_threshold", -np.inf))
+        self._chi2_threshold = float(ood.get("chi2_threshold", np.inf))
+        self._mass_col = list(estimator.spec["param_names"]).index("log_mstar")
+
+    def infer(
+        self,
+        flux: np.ndarray,
+        flux_err: np.ndarray,
+        missing_bits: np.ndarray | None = None,
+        ebv: np.ndarray | None = None,
+        zeropoint_offset: np.ndarray | None = None,
+        noise_scale: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> InferenceResult:
+        flux = np.asarray(flux, np.float64)
+        err = np.asarray(flux_err, np.float64)
+        n, b = flux.shape
+        flags = np.zeros(n, np.int32)
+        missing = np.zeros((n, b), bool) if missing_bits is None else band_mask(missing_bits, b)
+        bad = ~missing & (~np.isfinite(flux) | ~np.isfinite(err) | ~(err > 0))
+        flags[bad.any(axis=1)] |= Flag.BAD_INPUT
+        flags[missing.any(axis=1)] |= Flag.MISSING_BANDS
+        unusable = missing | bad
+        flux, err = np.where(unusable, 0.0, flux), np.where(unusable, 1.0, err)
+        if ebv is not None:
+            flux, err = self.data_model.deredden(flux, err, ebv)
+        if zeropoint_offset is not None:
+            factor = 10.0 ** (0.4 * np.nan_to_num(zeropoint_offset))
+            flux, err = flux * factor, err * factor
+        if noise_scale is not None:
+            err = err * np.nan_to_num(noise_scale, nan=1.0)
+        usable_rows = ~unusable.all(axis=1)
+        flags[~usable_rows] |= Flag.NO_POSTERIOR
+
+        params = np.full((n, self.rep.floats_per_object), np.nan, np.float32)
+        summaries = {}
+        chi2 = np.full(n, np.nan)
+        density = np.full(n, np.nan)
+        rows = np.flatnonzero(usable_rows)
+        if len(rows):
+            features = input_features(flux[rows], err[rows], unusable[rows])
+            p = self.estimator.posterior_params(features)
+            params[rows] = p
+            s = self.rep.summaries(
+                p, derived_quantities, n_samples=self.n_summary_samples, seed=seed
+            )
+            summaries = {k: np.full(n, np.nan) for k in s}
+            for k, v in s.items():
+                summaries[k][rows] = v
+            flags[rows] |= self._edge_flags(p, seed)
+            chi2[rows] = self._reduced_chi2(p, flux[rows], err[rows], unusable[rows])
+            flags[rows[chi2[rows] > self._chi2_threshold]] |= Flag.POOR_FIT
+            complete = ~unusable[rows].any(axis=1)
+            if self._density and complete.any():
+                from lor.inference.estimator_training import input_log_density
+
+                dens = input_log_density(
+                    self._density, self.estimator.standardized(features[complete])
+                )
+                density[rows[complete]] = dens
+                flags[rows[complete][dens < self._density_threshold]] |= Flag.INPUT_OOD
+        method = np.where(usable_rows, "amortized", "none").astype(object)
+        return InferenceResult(params, summaries, flags, method, chi2, density)
+
+    def _edge_flags(self, params: np.ndarray, seed: int) -> np.ndarray:
+        theta = self.rep.sample(params, self.n_edge_samples, seed, np.float32)  # (N, S, D)
+        lo, hi = self.rep.box_lo, self.rep.box_hi
+        margin = EDGE_FRACTION * (hi - lo)
+        near = (theta < lo + margin) | (theta > hi - margin)
+        near[..., self._mass_col] = False
+        frac = near.any(axis=2).mean(axis=1)
+        return np.where(frac > EDGE_MASS_LIMIT, int(Flag.PRIOR_EDGE), 0).astype(np.int32)
+
+    def _reduced_chi2(
+        self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, unusable: np.ndarray
+    ) -> np.ndarray:
+        """Chi-square per usable band of the emulator at the dominant component's centre."""
+        logits, means, _ = self.rep.unpack(params)
+        best = np.take_along_axis(
+            np.asarray(means), np.argmax(np.asarray(logits), axis=1)[:, None, None], axis=1
+        )[:, 0]
+        theta = self.rep.to_theta(best)
+        model = self.emulator.fluxes_njy(np.clip(theta, self.emulator.box_lo, self.emulator.box_hi))
+        resid = np.where(unusable, 0.0, (flux - model) / err)
+        return (resid**2).sum(axis=1) / np.maximum((~unusable).sum(axis=1), 1)
+
+
+def chi2_threshold(
+    engine: PhotometryPosteriors, flux: np.ndarray, err: np.ndarray, quantile: float = 0.995
+) -> float:
+    """The reduced chi-square that flags ``1 - quantile`` of in-distribution objects."""
+    result = engine.infer(flux, err)
+    return float(np.nanquantile(result.reduced_chi2, quantile))
+
+
+__all__ = ["InferenceResult", "PhotometryPosteriors", "band_mask", "chi2_threshold"]
