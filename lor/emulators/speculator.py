@@ -182,12 +182,9 @@ class SpeculatorEmulator:
 
     def magnitudes(self, params: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """AB magnitudes (N, B) for parameters (N, D); NaN raises, see :meth:`in_training_box`."""
-        params = self.check(params)
-        out = [
-            self._predict(tf.constant(params[i : i + batch_size], tf.float32)).numpy()
-            for i in range(0, len(params), batch_size)
-        ]
-        return np.concatenate(out) if out else np.empty((0, len(self.band_names)), np.float32)
+        from lor.inference.estimator import padded_batches
+
+        return padded_batches(self._predict, self.check(params), batch_size, len(self.band_names))
 
     def fluxes_njy(self, params: np.ndarray) -> np.ndarray:
         return 3631e9 * 10.0 ** (-0.4 * self.magnitudes(params).astype(np.float64))

@@ -43,15 +43,13 @@ class PhotometryPosteriors:
         self,
         estimator: AmortizedEstimator,
         emulator,
-        n_edge_samples: int = 64,
-        n_summary_samples: int = 128,
+        n_summary_samples: int = 64,
     ) -> None:  # type: ignore[no-untyped-def]
         self.estimator = estimator
         self.emulator = emulator
         self.rep = estimator.representation
         self.bands = estimator.band_names
         self.data_model = DataModel(bands=self.bands)
-        self.n_edge_samples = n_edge_samples
         self.n_summary_samples = n_summary_samples
         ood = estimator.ood
         self._density = {
@@ -100,13 +98,11 @@ class PhotometryPosteriors:
             features = input_features(flux[rows], err[rows], unusable[rows])
             p = self.estimator.posterior_params(features)
             params[rows] = p
-            s = self.rep.summaries(
-                p, derived_quantities, n_samples=self.n_summary_samples, seed=seed
-            )
+            s, theta = self._summaries(p, seed)
             summaries = {k: np.full(n, np.nan) for k in s}
             for k, v in s.items():
                 summaries[k][rows] = v
-            flags[rows] |= self._edge_flags(p, seed)
+            flags[rows] |= self._edge_flags(theta)
             chi2[rows] = self._reduced_chi2(p, flux[rows], err[rows], unusable[rows])
             flags[rows[chi2[rows] > self._chi2_threshold]] |= Flag.POOR_FIT
             complete = ~unusable[rows].any(axis=1)
@@ -121,8 +117,19 @@ class PhotometryPosteriors:
         method = np.where(usable_rows, "amortized", "none").astype(object)
         return InferenceResult(params, summaries, flags, method, chi2, density)
 
-    def _edge_flags(self, params: np.ndarray, seed: int) -> np.ndarray:
-        theta = self.rep.sample(params, self.n_edge_samples, seed, np.float32)  # (N, S, D)
+    def _summaries(self, params: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The 24 summary columns; one set of posterior draws serves log SFR and the edge check."""
+        from lor.posteriors.base import SUMMARY_QUANTILES
+        from lor.posteriors.sample_stats import sample_summary
+
+        summaries = self.rep.summaries(params, None)
+        theta = self.rep.sample(params, self.n_summary_samples, seed, np.float32)  # (N, S, D)
+        n, s, d = theta.shape
+        sfr = derived_quantities(theta.reshape(n * s, d))["log_sfr"].reshape(n, s)
+        summaries |= {f"log_sfr_{k}": v for k, v in sample_summary(sfr, SUMMARY_QUANTILES).items()}
+        return summaries, theta
+
+    def _edge_flags(self, theta: np.ndarray) -> np.ndarray:
         lo, hi = self.rep.box_lo, self.rep.box_hi
         margin = EDGE_FRACTION * (hi - lo)
         near = (theta < lo + margin) | (theta > hi - margin)
