@@ -14,12 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from lor.inference.validation import mcmc_reference, pit_ks, coverage, photoz_metrics, recovery_metrics
+from lor.inference.validation import (
+    coverage,
+    mcmc_reference,
+    photoz_metrics,
+    pit_ks,
+    recovery_metrics,
+)
 
 HELD_OUT_SEED = 555_000_123
 
 
-def evaluate(n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SEED) -> dict[str, Any]:
+def evaluate(
+    n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SEED
+) -> dict[str, Any]:
     """All figures plus the arrays ``lor validate`` plots (under the key ``arrays``)."""
     from lor.emulators.registry import load_shipped_emulator
     from lor.inference.amortized import PhotometryPosteriors
@@ -31,7 +39,13 @@ def evaluate(n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SE
     estimator = load_shipped_estimator()
     engine = PhotometryPosteriors(estimator, emulator)
     rep = estimator.representation
-    cat = simulate_catalog(n_objects, emulator, seed=seed, years=10.0, error_scatter=estimator.spec["training"]["error_scatter_dex"])
+    cat = simulate_catalog(
+        n_objects,
+        emulator,
+        seed=seed,
+        years=10.0,
+        error_scatter=estimator.spec["training"]["error_scatter_dex"],
+    )
     engine.infer(cat.flux[:256], cat.flux_err[:256])  # compile
     t0 = time.perf_counter()
     result = engine.infer(cat.flux, cat.flux_err, seed=seed)
@@ -47,14 +61,28 @@ def evaluate(n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SE
         "objects_per_s": 1.0 / amortized_s,
         "floats_per_object": rep.floats_per_object,
         "flagged_frac": float(np.mean(result.flags != 0)),
-        "coverage_per_parameter": recovery_metrics(rep, result.params, cat.theta, list(estimator.spec["param_names"])),
+        "coverage_per_parameter": recovery_metrics(
+            rep, result.params, cat.theta, list(estimator.spec["param_names"])
+        ),
     }
-    arrays: dict[str, Any] = {"z_true": z_true, "z_phot": result.summaries["z_q50"], "pit_z": pit_z, "theta": cat.theta, "params": result.params}
+    arrays: dict[str, Any] = {
+        "z_true": z_true,
+        "z_phot": result.summaries["z_q50"],
+        "pit_z": pit_z,
+        "theta": cat.theta,
+        "params": result.params,
+    }
     if n_mcmc:
         idx = np.arange(n_mcmc)
         t0 = time.perf_counter()
         samples, acceptance = mcmc_reference(
-            emulator, PopulationPrior(), rep, result.params[idx], cat.flux[idx], cat.flux_err[idx], seed=seed
+            emulator,
+            PopulationPrior(),
+            rep,
+            result.params[idx],
+            cat.flux[idx],
+            cat.flux_err[idx],
+            seed=seed,
         )
         mcmc_s = (time.perf_counter() - t0) / n_mcmc
         z50_mcmc = np.median(samples[:, :, 0], axis=1)
@@ -63,7 +91,9 @@ def evaluate(n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SE
             "speedup_vs_mcmc": mcmc_s / amortized_s,
             "mcmc_dz50": float(np.median(dz50)),
             "mcmc_sigma_nmad": photoz_metrics(z50_mcmc, z_true[idx])["sigma_nmad"],
-            "amortized_sigma_nmad_same_objects": photoz_metrics(result.summaries["z_q50"][idx], z_true[idx])["sigma_nmad"],
+            "amortized_sigma_nmad_same_objects": photoz_metrics(
+                result.summaries["z_q50"][idx], z_true[idx]
+            )["sigma_nmad"],
             "mcmc_objects": n_mcmc,
             "mcmc_acceptance_median": float(np.median(acceptance)),
             "mcmc_s_per_object": mcmc_s,

@@ -162,6 +162,19 @@ def train_estimator(config_path: Path, out: Path) -> None:
     click.echo(json.dumps({"artifact": str(out), "sha256": sha, "metrics": metrics}))
 
 
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/validation"), show_default=True)
+@click.option("--objects", type=int, default=10_000, show_default=True)
+@click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
+def validate(out: Path, objects: int, n_mcmc: int) -> None:
+    """Validation report for the shipped estimator: PNG plots + JSON on held-out simulations."""
+    from lor.inference.report import write_report
+
+    figures = write_report(out, objects, n_mcmc)
+    click.echo(json.dumps({k: v for k, v in figures.items() if k != "coverage_per_parameter"}, default=float))
+    click.echo(f"report written to {out}")
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks: each prints one JSON object as its last line."""
@@ -183,6 +196,24 @@ def bench_emulator(held_out: int) -> None:
     from lor.bench.emulator import run_emulator_benchmark
 
     click.echo(json.dumps(run_emulator_benchmark(held_out)))
+
+
+@bench.command("estimator")
+@click.option("--objects", type=int, default=20_000, show_default=True)
+@click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
+def bench_estimator(objects: int, n_mcmc: int) -> None:
+    """Shipped estimator on held-out simulations, with MCMC side by side."""
+    from lor.bench.estimator import run_estimator_benchmark
+
+    click.echo(json.dumps(run_estimator_benchmark(objects, n_mcmc), default=float))
+
+
+@bench.command("posteriors")
+def bench_posteriors() -> None:
+    """Summary computation speed of the compressed flow posterior."""
+    from lor.posteriors.benchmark import run_summaries_benchmark
+
+    click.echo(json.dumps(run_summaries_benchmark(), default=float))
 
 
 from lor.cli.runs import process_command, run_group, status_command, worker_command  # noqa: E402

@@ -57,7 +57,9 @@ def padded_batches(fn, x: np.ndarray, batch_size: int, n_out: int) -> np.ndarray
     """
     n = len(x)
     out = np.empty((n, n_out), np.float32)
-    size = min(batch_size, 1 << max(int(np.ceil(np.log2(max(n, 1)))), 8))  # small batches stay small
+    size = min(
+        batch_size, 1 << max(int(np.ceil(np.log2(max(n, 1)))), 8)
+    )  # small batches stay small
     for i in range(0, n, size):
         chunk = x[i : i + size]
         if len(chunk) < size:

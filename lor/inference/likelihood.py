@@ -17,11 +17,20 @@ from lor.inference.prior import PopulationPrior
 class PhotometricPosterior:
     """``log p(theta | flux) = log N(flux | F(theta), err) + log prior(theta)`` (unnormalized)."""
 
-    def __init__(self, emulator, prior: PopulationPrior, flux: np.ndarray, flux_err: np.ndarray, usable: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        emulator,
+        prior: PopulationPrior,
+        flux: np.ndarray,
+        flux_err: np.ndarray,
+        usable: np.ndarray,
+    ) -> None:  # type: ignore[no-untyped-def]
         self.emulator = emulator
         self.prior = prior
         self.flux = tf.constant(np.where(usable, flux, 0.0), tf.float64)
-        self.inv_err = tf.constant(np.where(usable, 1.0 / np.where(usable, flux_err, 1.0), 0.0), tf.float64)
+        self.inv_err = tf.constant(
+            np.where(usable, 1.0 / np.where(usable, flux_err, 1.0), 0.0), tf.float64
+        )
         self.lo = tf.constant(emulator.box_lo, tf.float64)
         self.hi = tf.constant(emulator.box_hi, tf.float64)
 

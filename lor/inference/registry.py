@@ -14,7 +14,10 @@ FAMILIES = {("npe_mlp", "1"): AmortizedEstimator}
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
 #: The trained default estimator shipped in the repo, pinned by the sha256 of its spec.
-SHIPPED_ESTIMATOR = ("npe-lsst-ugrizy", "c33730c11bc73301db7635a73c35435930f80478f983099f84d106e4f8f6f7c4")
+SHIPPED_ESTIMATOR = (
+    "npe-lsst-ugrizy",
+    "c33730c11bc73301db7635a73c35435930f80478f983099f84d106e4f8f6f7c4",
+)
 
 
 def load_estimator(folder: Path, sha256: str) -> AmortizedEstimator:
@@ -54,7 +57,10 @@ def register_estimator(engine: Engine, folder: Path, sha256: str) -> int:
             artifact_uri=str(Path(folder).resolve()),
             band_set_id=band_set,
             param_names=spec["param_names"],
-            training_ranges={"years": spec["training"]["years"], "representation": spec["representation"]},
+            training_ranges={
+                "years": spec["training"]["years"],
+                "representation": spec["representation"],
+            },
             metrics=spec.get("metrics", {}),
             config=spec.get("config", {}),
         )

@@ -36,7 +36,9 @@ def coverage(pit: np.ndarray, level: float) -> float:
     return float(np.mean((pit > lo) & (pit < hi)))
 
 
-def recovery_metrics(rep, params: np.ndarray, theta_true: np.ndarray, names: list[str]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def recovery_metrics(
+    rep, params: np.ndarray, theta_true: np.ndarray, names: list[str]
+) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Per-parameter PIT KS and 68/95% coverage from the analytic marginals."""
     out: dict[str, Any] = {}
     for dim, name in enumerate(names):
