@@ -509,3 +509,6 @@ class Posterior(Base):
 
 
 Index("ix_posteriors_run_z_q50", Posterior.run_id, Posterior.z_q50)
+# Rows are only appended, so created_at follows the physical order: a BRIN index finds the
+# last minute's posteriors (processing rate) by visiting only the newest block ranges.
+Index("ix_posteriors_created_at", Posterior.created_at, postgresql_using="brin")

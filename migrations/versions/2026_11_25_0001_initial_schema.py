@@ -353,6 +353,14 @@ def upgrade() -> None:
     op.create_index(
         "ix_posteriors_run_z_q50", "posteriors", ["run_id", "z_q50"], unique=False, schema="lor"
     )
+    op.create_index(
+        "ix_posteriors_created_at",
+        "posteriors",
+        ["created_at"],
+        unique=False,
+        schema="lor",
+        postgresql_using="brin",
+    )
     op.create_table(
         "prior_versions",
         sa.Column("id", sa.Integer(), nullable=False, comment="Prior version id."),
@@ -834,6 +842,7 @@ def downgrade() -> None:
     op.drop_table("work_items", schema="lor")
     op.drop_table("tracts", schema="lor")
     op.drop_table("prior_versions", schema="lor")
+    op.drop_index("ix_posteriors_created_at", table_name="posteriors", schema="lor")
     op.drop_index("ix_posteriors_run_z_q50", table_name="posteriors", schema="lor")
     op.drop_table("posteriors", schema="lor")
     op.drop_index("ix_objects_catalog_id", table_name="objects", schema="lor")

@@ -1,0 +1,157 @@
+"""``lor run create|extend|dispatch``, ``lor process``, ``lor worker``, ``lor status``.
+
+Commands parse arguments and format results; the logic is in :mod:`lor.pipeline.runs` and
+:mod:`lor.pipeline.processing`. Registered on the main group in :mod:`lor.cli.main`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING
+
+import click
+from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from lor.db.run_store import Run
+
+
+def _engine() -> Engine:
+    """The configured database, refusing a stale schema."""
+    from lor.db.engine import make_engine
+    from lor.db.migrate import check_schema
+
+    engine = make_engine()
+    check_schema(engine)
+    return engine
+
+
+def _run_line(run: Run) -> str:
+    versions = ", ".join(
+        f"{kind} {getattr(run, f'{kind}_version_id') or '-'}"
+        for kind in ("emulator", "estimator", "prior", "calibration")
+    )
+    return f"run {run.id} ({run.name}) release {run.release_name} [{versions}] {run.status}"
+
+
+@click.group("run")
+def run_group() -> None:
+    """Processing runs: pin model versions and queue the objects of a release."""
+
+
+@run_group.command("create")
+@click.option("--release", required=True, help="Objects current as of this release.")
+@click.option("--name", default=None, help="Run name (default run-<id>).")
+@click.option("--emulator", type=int, default=None, help="Emulator version id (default latest).")
+@click.option("--estimator", type=int, default=None, help="Estimator version id (default latest).")
+@click.option("--prior", type=int, default=None, help="Prior version id (default latest).")
+@click.option(
+    "--calibration", type=int, default=None, help="Calibration version id (default latest)."
+)
+@click.option("--batch-size", type=int, default=None, help="Objects per claimed batch.")
+@click.option("--lease", "lease_s", type=float, default=None, help="Claim lease in seconds.")
+@click.option("--max-attempts", type=int, default=None, help="Tries before an item fails.")
+def run_create(release: str, name: str | None, emulator: int | None, estimator: int | None,
+               prior: int | None, calibration: int | None, batch_size: int | None,
+               lease_s: float | None, max_attempts: int | None) -> None:  # fmt: skip
+    """Create a run over RELEASE and queue the objects its model bundle has not covered."""
+    from lor.pipeline.runs import create_run
+
+    given = {"batch_size": batch_size, "lease_s": lease_s, "max_attempts": max_attempts}
+    queued = create_run(
+        _engine(), release, name, emulator, estimator, prior, calibration,
+        {k: v for k, v in given.items() if v is not None},
+    )  # fmt: skip
+    click.echo(f"{_run_line(queued.run)}: queued {queued.enqueued} objects")
+
+
+@run_group.command("extend")
+@click.argument("run")
+@click.option("--release", required=True, help="A later release.")
+def run_extend(run: str, release: str) -> None:
+    """Move RUN (id or name) to a later release, queueing only its new and changed objects."""
+    from lor.pipeline.runs import extend_run
+
+    queued = extend_run(_engine(), run, release)
+    click.echo(f"{_run_line(queued.run)}: queued {queued.enqueued} new or changed objects")
+
+
+@run_group.command("dispatch")
+@click.argument("run")
+@click.option("--batch-size", type=int, default=None, help="Objects per batch message.")
+def run_dispatch(run: str, batch_size: int | None) -> None:
+    """Hand RUN to the Celery workers (sends one dispatch message; safe to repeat)."""
+    from lor.pipeline.runs import get_run
+    from workers.app import app
+
+    found = get_run(_engine(), run)
+    app.send_task("lor.dispatch_run", args=(found.id, batch_size))
+    click.echo(f"{_run_line(found)}: dispatch sent to {app.conf.broker_url.split('@')[-1]}")
+
+
+@click.command("process")
+@click.argument("run")
+@click.option("--batch-size", type=int, default=None, help="Objects per batch (default: run's).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def process_command(run: str, batch_size: int | None, no_progress: bool) -> None:
+    """Process RUN in this process until no work is pending (no broker needed).
+
+    The processor comes from the run's estimator, or from LOR_PROCESSOR_FACTORY=module:callable.
+    """
+    from lor.pipeline.processing import process_run
+    from lor.pipeline.runs import get_run, run_status
+
+    engine = _engine()
+    found = get_run(engine, run)
+    counts = process_run(engine, found.id, size=batch_size, progress=not no_progress)
+    status = run_status(engine, found.id)
+    click.echo(
+        f"{_run_line(status.run)}: processed {counts.done}, failed {counts.failed}; "
+        + _counts_text(status.counts)
+    )
+
+
+@click.command("worker")
+@click.option("--concurrency", "-c", type=int, default=None, help="Processes (default: CPUs).")
+@click.option("--beat", is_flag=True, help="Also run the periodic sweep (one worker only).")
+@click.option(
+    "--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True
+)
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_command(concurrency: int | None, beat: bool, pool: str, loglevel: str) -> None:
+    """Start a Celery worker (workers.app) on the configured broker (LOR_BROKER_URL)."""
+    from lor.config import get_settings
+
+    _engine().dispose()  # refuse a stale schema before starting anything
+    from workers.app import app
+
+    argv = ["worker", f"--loglevel={loglevel}", f"--pool={pool}"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if beat:
+        schedule = get_settings().home / "celerybeat-schedule"
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        argv += ["--beat", f"--schedule={schedule}"]
+    app.worker_main(argv)
+
+
+@click.command("status")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status_command(run: str, as_json: bool) -> None:
+    """Work items of RUN by state, the rate over the last minute and the time left."""
+    from lor.pipeline.runs import run_status
+
+    status = run_status(_engine(), run)
+    if as_json:
+        click.echo(json.dumps(status.as_dict()))
+        return
+    eta = "unknown" if status.eta_s is None else str(dt.timedelta(seconds=round(status.eta_s)))
+    click.echo(_run_line(status.run))
+    click.echo(f"  {_counts_text(status.counts)} (total {status.total})")
+    click.echo(f"  rate {status.rate_per_s:.1f} objects/s over the last minute; ETA {eta}")
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{state} {n}" for state, n in counts.items())

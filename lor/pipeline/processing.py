@@ -1,0 +1,410 @@
+"""Processing: claim a batch of work, turn objects into posteriors, store them with provenance.
+
+The same :func:`process_batch` runs in-process (:func:`process_run`, ``lor process``, no
+broker) and inside Celery tasks (``workers/``). Whatever computes the posteriors is a
+:class:`Processor`: it gets an :class:`ObjectBatch` and returns a :class:`PosteriorBatch` in
+the same order. :func:`load_processor` builds the one a run's pinned model versions call for.
+
+Fault handling, so one bad object or one lost worker never stalls a run:
+
+- a batch whose processor raises is split in halves until the failing objects are isolated;
+  the rest are stored, and each failing object goes back to pending with its error until it
+  has been tried ``max_attempts`` times (run config), when it ends ``failed``;
+- a worker that dies leaves its claims to expire; :func:`requeue_expired` returns them;
+- a dropped database connection is retried (:func:`_retrying`); completion is idempotent.
+
+``LOR_PROCESSOR_FACTORY=module:callable`` (environment) replaces the registry: the callable
+gets the :class:`~lor.db.run_store.Run` and returns a processor. Tests and Celery workers use
+it to inject a processor; it is read whenever a process first builds the run's processor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Protocol, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from tqdm.auto import tqdm
+
+from lor.db import run_store as store
+from lor.db.run_store import SUMMARY_COLUMNS, PosteriorRows, Run
+from lor.errors import ConfigError, LorError
+
+log = logging.getLogger(__name__)
+
+PROCESSOR_FACTORY_ENV = "LOR_PROCESSOR_FACTORY"
+#: Estimator families that can process a run: family name -> "module:callable" (callable of a
+#: Run, returning a Processor). Imported only when a run needs it. The amortized estimator
+#: registers here.
+ESTIMATOR_PROCESSORS: Mapping[str, str] = {}
+#: Database retries after a dropped connection, with exponential backoff from 0.1 s.
+DB_RETRIES = 6
+
+T = TypeVar("T")
+
+
+class NoProcessorError(ConfigError):
+    """No processor can be built for a run (no estimator pinned, or none registered)."""
+
+
+class ProcessorOutputError(LorError):
+    """A processor returned arrays of the wrong shape or with unknown names or methods."""
+
+
+@dataclass(frozen=True)
+class ObjectBatch:
+    """What a processor gets: one row per work item, arrays in band-set order (nJy)."""
+
+    tract_id: np.ndarray  # (N,) int32
+    object_id: list[uuid.UUID]
+    flux: np.ndarray  # (N, B) float32, NaN where missing
+    flux_err: np.ndarray  # (N, B) float32
+    missing_mask: np.ndarray  # (N,) int16, bit b: band b unusable
+    nondetection_mask: np.ndarray  # (N,) int16, bit b: band b is an upper limit
+    ebv: np.ndarray  # (N,) float32, NaN = unknown
+    input_hash: list[uuid.UUID]
+
+    def __len__(self) -> int:
+        return len(self.object_id)
+
+    def take(self, idx: np.ndarray) -> ObjectBatch:
+        """The rows ``idx`` (in that order)."""
+        parts = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            parts[f.name] = value[idx] if isinstance(value, np.ndarray) else [value[i] for i in idx]
+        return ObjectBatch(**parts)
+
+
+@dataclass(frozen=True)
+class PosteriorBatch:
+    """What a processor returns, in its batch's order.
+
+    ``params`` rows that are all NaN are stored as NULL (no posterior, e.g. method 'none').
+    ``summaries`` keys are posteriors columns (``z_q50``, ``log_mstar_mean``, ...); absent
+    keys and NaN values are stored as NULL.
+    """
+
+    params: np.ndarray  # (N, P) float32
+    summaries: dict[str, np.ndarray]  # each (N,)
+    ood_flags: np.ndarray  # (N,) int32 bitmask
+    method: np.ndarray  # (N,) str: 'amortized', 'mcmc' or 'none'
+    representation_name: str
+    representation_version: str
+
+    def check(self, n: int) -> None:
+        """Raise :class:`ProcessorOutputError` unless this is a valid answer for ``n`` objects."""
+        params = np.asarray(self.params)
+        if params.ndim != 2 or params.shape[0] != n:
+            raise ProcessorOutputError(f"params has shape {params.shape}, expected ({n}, P)")
+        for name, arr in (("ood_flags", self.ood_flags), ("method", self.method)):
+            if np.shape(arr) != (n,):
+                raise ProcessorOutputError(f"{name} has shape {np.shape(arr)}, expected ({n},)")
+        unknown = set(self.summaries) - set(SUMMARY_COLUMNS)
+        if unknown:
+            raise ProcessorOutputError(f"unknown summaries {sorted(unknown)}")
+        for name, arr in self.summaries.items():
+            if np.shape(arr) != (n,):
+                raise ProcessorOutputError(f"summary {name} has shape {np.shape(arr)}")
+        bad = set(map(str, self.method)) - set(store.METHODS)
+        if bad:
+            raise ProcessorOutputError(f"unknown methods {sorted(bad)}; use {store.METHODS}")
+        if not self.representation_name or not self.representation_version:
+            raise ProcessorOutputError("representation name and version are required")
+
+
+class Processor(Protocol):
+    """Turns objects into posteriors; pure computation, no database access."""
+
+    def process(self, batch: ObjectBatch) -> PosteriorBatch: ...
+
+
+@dataclass
+class BatchCounts:
+    """What processing did: items claimed, stored done, sent back to pending, failed."""
+
+    claimed: int = 0
+    done: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __iadd__(self, other: BatchCounts) -> BatchCounts:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def default_worker() -> str:
+    """This process's worker name, ``host:pid`` (claims and posteriors record it)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _import(path: str) -> Callable[[Run], Processor]:
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ConfigError(
+            f"processor factory must look like 'package.module:callable', not {path!r}"
+        )
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import processor factory {path!r}: {exc}") from exc
+
+
+def load_processor(run: Run) -> Processor:
+    """Build the processor a run's pinned versions call for (see module docstring)."""
+    override = os.environ.get(PROCESSOR_FACTORY_ENV)
+    if override:
+        return _import(override)(run)
+    if run.estimator_version_id is None:
+        raise NoProcessorError(
+            f"no estimator registered for this run: run {run.name} (id {run.id}) pins no "
+            f"estimator version; register one and create a run with --estimator, or set "
+            f"{PROCESSOR_FACTORY_ENV}=module:callable"
+        )
+    path = ESTIMATOR_PROCESSORS.get(run.estimator_family or "")
+    if path is None:
+        raise NoProcessorError(
+            f"no estimator registered for this run: estimator family "
+            f"{run.estimator_family!r} (version id {run.estimator_version_id}) has no "
+            f"processor; known families: {sorted(ESTIMATOR_PROCESSORS)}"
+        )
+    return _import(path)(run)
+
+
+# Per-process cache: models load once per worker process. Keyed by pid too, so a forked child
+# never reuses its parent's (TensorFlow is not fork-safe).
+_CACHE: dict[tuple[int, int], tuple[Run, Processor]] = {}
+
+
+def run_processor(engine: Engine, run_id: int) -> tuple[Run, Processor]:
+    """The run and its processor, built on first use in this process."""
+    key = (os.getpid(), run_id)
+    if key not in _CACHE:
+        run = _retrying(lambda: _get_run(engine, run_id))
+        _CACHE[key] = (run, load_processor(run))
+    return _CACHE[key]
+
+
+def clear_processor_cache() -> None:
+    _CACHE.clear()
+
+
+def _get_run(engine: Engine, run_id: int) -> Run:
+    with engine.connect() as conn:
+        return store.get_run(conn, run_id)
+
+
+def _retrying(fn: Callable[[], T], what: str = "database call") -> T:
+    """Run ``fn`` (one whole transaction) again after a dropped connection or a deadlock.
+
+    Safe because every transaction here is idempotent: a repeated claim at worst leaves items
+    claimed until their lease expires, a repeated completion writes nothing twice.
+    """
+    for attempt in range(DB_RETRIES):
+        try:
+            return fn()
+        except (OperationalError, InterfaceError) as exc:
+            if attempt == DB_RETRIES - 1:
+                raise
+            delay = min(5.0, 0.1 * 2**attempt)
+            log.warning("%s failed (%s); retrying in %.1f s", what, exc.orig or exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def claim_objects(
+    engine: Engine, run_id: int, worker: str, size: int, lease_s: float
+) -> ObjectBatch | None:
+    """Claim up to ``size`` pending items and load their objects (one transaction)."""
+    with engine.begin() as conn:
+        claim = store.claim_batch(conn, run_id, worker, size, lease_s)
+        if not len(claim):
+            return None
+        arrays = store.load_objects(conn, claim)
+    return ObjectBatch(tract_id=claim.tract_id, object_id=claim.object_id, **arrays)
+
+
+def _isolate(
+    processor: Processor, batch: ObjectBatch, idx: np.ndarray
+) -> tuple[list[tuple[np.ndarray, PosteriorBatch]], dict[int, str]]:
+    """Process rows ``idx``; on an exception split them in halves until each error is isolated.
+
+    Returns the (rows, result) pieces that worked and {row: error message} for the rest.
+    """
+    sub = batch if len(idx) == len(batch) else batch.take(idx)
+    try:
+        result = processor.process(sub)
+        result.check(len(sub))
+        return [(idx, result)], {}
+    except Exception as exc:  # noqa: BLE001 - any processor failure is the item's error
+        if len(idx) == 1:
+            return [], {int(idx[0]): f"{type(exc).__name__}: {exc}"}
+        half = len(idx) // 2
+        ok_a, err_a = _isolate(processor, batch, idx[:half])
+        ok_b, err_b = _isolate(processor, batch, idx[half:])
+        return ok_a + ok_b, err_a | err_b
+
+
+def posterior_rows(batch: ObjectBatch, idx: np.ndarray, result: PosteriorBatch) -> PosteriorRows:
+    """The rows to store for ``batch`` rows ``idx``, which ``result`` answers in order."""
+    return PosteriorRows(
+        tract_id=batch.tract_id[idx],
+        object_id=[batch.object_id[i] for i in idx],
+        input_hash=[batch.input_hash[i] for i in idx],
+        params=np.asarray(result.params, np.float32),
+        ood_flags=np.asarray(result.ood_flags, np.int32),
+        method=np.asarray(result.method),
+        representation_name=result.representation_name,
+        representation_version=result.representation_version,
+        summaries={k: np.asarray(v, np.float32) for k, v in result.summaries.items()},
+    )
+
+
+def process_batch(
+    engine: Engine,
+    run_id: int,
+    worker: str | None = None,
+    size: int | None = None,
+    processor: Processor | None = None,
+) -> BatchCounts:
+    """Claim one batch of a run, process it and store the posteriors; returns the counts.
+
+    ``size`` and the lease come from the run's config unless given; ``processor`` replaces
+    the run's own (built once per process by :func:`load_processor`).
+    """
+    worker = worker or default_worker()
+    run, own = run_processor(engine, run_id) if processor is None else (None, processor)
+    if run is None:
+        run = _retrying(lambda: _get_run(engine, run_id))
+    size = size or int(run.config.get("batch_size", store.DEFAULT_RUN_CONFIG["batch_size"]))
+    lease_s = float(run.config.get("lease_s", store.DEFAULT_RUN_CONFIG["lease_s"]))
+    max_attempts = int(run.config.get("max_attempts", store.DEFAULT_RUN_CONFIG["max_attempts"]))
+
+    batch = _retrying(lambda: claim_objects(engine, run_id, worker, size, lease_s), "claim")
+    if batch is None:
+        return BatchCounts()
+    counts = BatchCounts(claimed=len(batch))
+    try:
+        pieces, errors = _isolate(own, batch, np.arange(len(batch)))
+    except BaseException:  # interrupted (Ctrl-C, shutdown): hand the claims back at once
+        _retrying(lambda: _release(engine, run_id, worker, batch), "release")
+        raise
+    bad = sorted(errors)
+
+    def complete() -> tuple[int, int, int]:
+        with engine.begin() as conn:
+            done = sum(
+                store.complete_batch(conn, run_id, worker, posterior_rows(batch, idx, result))
+                for idx, result in pieces
+            )
+            retried, failed = store.fail_items(
+                conn,
+                run_id,
+                worker,
+                batch.tract_id[bad].tolist(),
+                [batch.object_id[i] for i in bad],
+                [errors[i] for i in bad],
+                max_attempts,
+            )
+        return done, retried, failed
+
+    counts.done, counts.retried, counts.failed = _retrying(complete, "complete")
+    if errors:
+        log.warning("run %s: %d of %d objects raised: %s", run_id, len(errors), len(batch),
+                    next(iter(errors.values())))  # fmt: skip
+    return counts
+
+
+def _release(engine: Engine, run_id: int, worker: str, batch: ObjectBatch) -> int:
+    with engine.begin() as conn:
+        return store.release_claims(conn, run_id, worker, batch.tract_id.tolist(), batch.object_id)
+
+
+def requeue_expired(engine: Engine, run_id: int | None = None) -> dict[int, int]:
+    """Return expired claims (of one run, or all) to pending; {run id: items requeued}."""
+
+    def go() -> dict[int, int]:
+        with engine.begin() as conn:
+            return store.requeue_expired(conn, run_id)
+
+    return _retrying(go, "requeue")
+
+
+def batches_needed(engine: Engine, run_id: int, size: int | None = None) -> int:
+    """Batches that would cover a run's pending items now (after requeueing expired claims)."""
+    requeue_expired(engine, run_id)
+
+    def count() -> tuple[Run, int]:
+        with engine.connect() as conn:
+            return store.get_run(conn, run_id), store.pending_count(conn, run_id)
+
+    run, pending = _retrying(count, "count")
+    size = size or int(run.config.get("batch_size", store.DEFAULT_RUN_CONFIG["batch_size"]))
+    return -(-pending // size)
+
+
+def runs_with_pending_work(engine: Engine) -> dict[int, int]:
+    """{run id: pending items} of open runs with pending work."""
+
+    def go() -> dict[int, int]:
+        with engine.connect() as conn:
+            return store.runs_with_pending_work(conn)
+
+    return _retrying(go, "count")
+
+
+def finish_if_done(engine: Engine, run_id: int | None = None) -> list[int]:
+    """Mark open runs (one, or all) complete where nothing is pending or claimed; their ids."""
+
+    def go() -> list[int]:
+        with engine.begin() as conn:
+            return store.finish_if_done(conn, run_id)
+
+    return _retrying(go, "finish")
+
+
+def process_run(
+    engine: Engine,
+    run_id: int,
+    worker: str | None = None,
+    size: int | None = None,
+    processor: Processor | None = None,
+    progress: bool = True,
+) -> BatchCounts:
+    """Process a run in this process until no pending work is left (the embedded default).
+
+    Expired claims (of a worker that died) are requeued and processed too; items claimed by
+    live workers are left to them. The run is marked complete when nothing remains.
+    """
+    total = BatchCounts()
+    with engine.connect() as conn:
+        todo = store.pending_count(conn, run_id)
+    bar = tqdm(total=todo, unit="obj", desc=f"run {run_id}", disable=not progress)
+    try:
+        while True:
+            counts = process_batch(engine, run_id, worker, size, processor)
+            if counts.claimed == 0:
+                requeued = sum(requeue_expired(engine, run_id).values())
+                if requeued:
+                    bar.total += requeued
+                    continue
+                break
+            total += counts
+            bar.update(counts.done + counts.failed)
+    finally:
+        bar.close()
+    finish_if_done(engine, run_id)
+    return total
