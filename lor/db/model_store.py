@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert
 
-from lor.db.models import ModelVersion
+from lor.db.models import ModelVersion, PriorVersion
 from lor.errors import NotFoundError
 
 
@@ -54,8 +54,40 @@ def register_model_version(
     ).scalar_one()
 
 
-def model_version(conn: Connection, version_id: int) -> ModelVersion:
-    row = conn.execute(select(ModelVersion).where(ModelVersion.id == version_id)).one_or_none()
+def model_version(conn: Connection, version_id: int) -> Any:
+    """The ``lor.model_versions`` row (attribute access by column name)."""
+    table = ModelVersion.__table__
+    row = conn.execute(select(table).where(table.c.id == version_id)).one_or_none()
     if row is None:
         raise NotFoundError(f"no model version {version_id}")
-    return row[0]
+    return row
+
+
+def register_prior_version(
+    conn: Connection,
+    name: str,
+    record: dict[str, Any],
+    method: str,
+    provenance: dict[str, Any],
+    parent_id: int | None = None,
+) -> int:
+    """Store a prior version (idempotent on name); ``record`` is ``PopulationPrior.as_record()``."""
+    stmt = (
+        insert(PriorVersion)
+        .values(
+            name=name,
+            family=record["family"],
+            family_version=record["family_version"],
+            hyperparameters=record["hyperparameters"],
+            selection=record["selection"],
+            parent_id=parent_id,
+            method=method,
+            provenance=provenance | {"box": record["box"]},
+        )
+        .on_conflict_do_nothing(index_elements=["name"])
+        .returning(PriorVersion.id)
+    )
+    new_id = conn.execute(stmt).scalar_one_or_none()
+    if new_id is not None:
+        return new_id
+    return conn.execute(select(PriorVersion.id).where(PriorVersion.name == name)).scalar_one()

@@ -45,7 +45,9 @@ PROCESSOR_FACTORY_ENV = "LOR_PROCESSOR_FACTORY"
 #: Estimator families that can process a run: family name -> "module:callable" (callable of a
 #: Run, returning a Processor). Imported only when a run needs it. The amortized estimator
 #: registers here.
-ESTIMATOR_PROCESSORS: Mapping[str, str] = {}
+ESTIMATOR_PROCESSORS: Mapping[str, str] = {
+    "npe_mlp": "lor.pipeline.amortized_processor:amortized_processor"
+}
 #: Database retries after a dropped connection, with exponential backoff from 0.1 s.
 DB_RETRIES = 6
 
