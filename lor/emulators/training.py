@@ -193,7 +193,7 @@ def train_emulator(
     start = time.monotonic()
     n_batches = n_tr // config.batch_size
     bar = tqdm(range(config.max_epochs), desc="train emulator", disable=not progress)
-    for epoch in bar:
+    for _epoch in bar:
         order = tf.random.shuffle(tf.range(n_tr))
         for b in range(n_batches):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
@@ -217,7 +217,7 @@ def train_emulator(
     net.assign(best_arrays)
     test = slice(n_tr + n_va, None)
     metrics = accuracy(emulator, params[test], mags[test])
-    metrics |= {"epochs": epoch + 1, "train_minutes": (time.monotonic() - start) / 60}
+    metrics |= {"epochs": len(history), "train_minutes": (time.monotonic() - start) / 60}
     emulator.spec["metrics"] = metrics
     emulator.spec["validation_history"] = [round(h, 7) for h in history]
     return emulator, metrics

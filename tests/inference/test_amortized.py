@@ -1,0 +1,96 @@
+"""The shipped amortized estimator: calibration on held-out simulations, flags on bad and
+out-of-distribution input, and the artifact's hash pin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lor.artifacts import artifact_sha256
+from lor.emulators.registry import load_shipped_emulator
+from lor.inference.amortized import PhotometryPosteriors
+from lor.inference.flags import Flag, describe
+from lor.inference.registry import SHIPPED_DIR, SHIPPED_ESTIMATOR, load_shipped_estimator
+from lor.inference.simulate import simulate_catalog
+from lor.inference.validation import coverage, photoz_metrics, pit_ks
+
+HELD_OUT = 3000
+
+
+@pytest.fixture(scope="module")
+def engine() -> PhotometryPosteriors:
+    return PhotometryPosteriors(load_shipped_estimator(), load_shipped_emulator())
+
+
+@pytest.fixture(scope="module")
+def held_out(engine: PhotometryPosteriors):
+    cat = simulate_catalog(HELD_OUT, engine.emulator, seed=424242, years=10.0, error_scatter=0.05)
+    return cat, engine.infer(cat.flux, cat.flux_err, seed=1)
+
+
+def test_shipped_estimator_is_hash_pinned() -> None:
+    name, sha = SHIPPED_ESTIMATOR
+    assert artifact_sha256(SHIPPED_DIR / name) == sha
+    assert sum(f.stat().st_size for f in (SHIPPED_DIR / name).iterdir()) < 5_000_000
+
+
+def test_calibrated_on_held_out_simulations(engine: PhotometryPosteriors, held_out) -> None:
+    cat, result = held_out
+    z = cat.theta[:, 0]
+    pit = np.asarray(engine.rep.marginal(result.params, 0).cdf(z), np.float64)
+    figures = photoz_metrics(result.summaries["z_q50"], z) | {
+        "pit_ks": pit_ks(pit),
+        "coverage68": coverage(pit, 0.68),
+        "coverage95": coverage(pit, 0.95),
+    }
+    print("held-out (3000 objects, 10-yr, i<25.3):", figures)
+    # 3000 objects: binomial sd of a 68% coverage is 0.9%; tolerances are ~4 sd.
+    assert abs(figures["coverage68"] - 0.68) < 0.04
+    assert abs(figures["coverage95"] - 0.95) < 0.025
+    assert figures["pit_ks"] < 0.05
+    assert figures["sigma_nmad"] < 0.08 and figures["outlier_frac"] < 0.15
+
+
+def test_in_distribution_false_flag_rates(held_out) -> None:
+    _, result = held_out
+    for flag in (Flag.INPUT_OOD, Flag.POOR_FIT):
+        rate = np.mean(result.flags & flag != 0)
+        print(flag.name, "false-flag rate", rate)
+        assert rate < 0.015, flag.name
+
+
+def test_bad_input_is_flagged_not_dropped(engine: PhotometryPosteriors, held_out) -> None:
+    cat, _ = held_out
+    flux, err = cat.flux[:6].copy(), cat.flux_err[:6].copy()
+    flux[0, 2] = np.nan  # NaN flux, not declared missing
+    err[1, 4] = -3.0  # negative error
+    flux[2, :] = np.inf  # nothing usable
+    missing = np.array([0, 0, 0, 1 << 0, 0, 0], np.int16)  # u declared missing
+    flux[3, 0] = np.nan
+    result = engine.infer(flux, err, missing)
+    assert result.flags[0] & Flag.BAD_INPUT and result.method[0] == "amortized"
+    assert result.flags[1] & Flag.BAD_INPUT and np.isfinite(result.params[1]).all()
+    assert result.flags[2] & Flag.NO_POSTERIOR and result.method[2] == "none"
+    assert np.isnan(result.params[2]).all() and np.isnan(result.summaries["z_q50"][2])
+    assert result.flags[3] & Flag.MISSING_BANDS and not result.flags[3] & Flag.BAD_INPUT
+    assert result.flags[4] == 0 or describe(
+        int(result.flags[4])
+    )  # untouched rows keep their own flags
+    # The usable bands still constrain redshift: dropping one band barely moves z50.
+    full = engine.infer(cat.flux[:2], cat.flux_err[:2])
+    assert abs(result.summaries["z_q50"][0] - full.summaries["z_q50"][0]) < 0.5
+
+
+def test_out_of_distribution_input_is_flagged(engine: PhotometryPosteriors, held_out) -> None:
+    cat, _ = held_out
+    rng = np.random.default_rng(3)
+    n = 50
+    # A blue power law brighter in u than any galaxy model, and photometry with a wildly
+    # zig-zagging SED: neither is in the training distribution.
+    weird = np.tile(np.array([5000.0, 200.0, 5000.0, 200.0, 5000.0, 200.0]), (n, 1)) * rng.uniform(
+        0.8, 1.2, (n, 6)
+    )
+    err = np.full((n, 6), 5.0)
+    result = engine.infer(weird, err)
+    flagged = (result.flags & (Flag.INPUT_OOD | Flag.POOR_FIT)) != 0
+    assert flagged.mean() > 0.9
