@@ -136,7 +136,9 @@ def train() -> None:
 
 
 @train.command("emulator")
-@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Artifact folder.")
 @click.option("--register/--no-register", default=False, help="Record it in lor.model_versions.")
 def train_emulator(config_path: Path, out: Path, register: bool) -> None:
@@ -152,7 +154,9 @@ def train_emulator(config_path: Path, out: Path, register: bool) -> None:
 
 
 @train.command("estimator")
-@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Artifact folder.")
 def train_estimator(config_path: Path, out: Path) -> None:
     """Simulate (interim prior -> shipped emulator -> data model), train the amortized estimator."""
@@ -163,7 +167,9 @@ def train_estimator(config_path: Path, out: Path) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/validation"), show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("reports/validation"), show_default=True
+)
 @click.option("--objects", type=int, default=10_000, show_default=True)
 @click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
 def validate(out: Path, objects: int, n_mcmc: int) -> None:
@@ -171,7 +177,11 @@ def validate(out: Path, objects: int, n_mcmc: int) -> None:
     from lor.inference.report import write_report
 
     figures = write_report(out, objects, n_mcmc)
-    click.echo(json.dumps({k: v for k, v in figures.items() if k != "coverage_per_parameter"}, default=float))
+    click.echo(
+        json.dumps(
+            {k: v for k, v in figures.items() if k != "coverage_per_parameter"}, default=float
+        )
+    )
     click.echo(f"report written to {out}")
 
 
