@@ -20,7 +20,7 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
 #: The trained default emulator shipped in the repo, pinned by the sha256 of its spec.
 SHIPPED_EMULATOR = (
     "speculator-lsst-ugrizy",
-    "d119d19ce70dd1862b1c1b9e11f0555eecf298587eb39eb030b41ebe1051a5b6",
+    "4098149f1ca2d783c7a056973dd11a515dee8ea0c804d912cec108bbcc7dcf50",
 )
 
 
