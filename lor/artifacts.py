@@ -72,6 +72,17 @@ def read_artifact(
     return spec, arrays
 
 
+def load_from_families(
+    folder: Path, sha256: str, families: dict[tuple[str, str], Any], kind: str
+) -> Any:
+    """Verify an artifact, then build it with the class its spec's family + version names."""
+    spec, arrays = read_artifact(folder, sha256)
+    key = (spec.get("family"), spec.get("family_version"))
+    if key not in families:
+        raise ArtifactError(f"{folder}: unknown {kind} family {key}; known: {sorted(families)}")
+    return families[key](spec, arrays)
+
+
 def artifact_sha256(folder: Path) -> str:
     """The sha256 of an artifact's spec (what registries pin)."""
     return sha256_bytes((Path(folder) / SPEC_FILE).read_bytes())

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+T = TypeVar("T")
 
 
 class Settings(BaseSettings):
@@ -35,6 +38,22 @@ class Settings(BaseSettings):
         default=250_000, description="Rows per COPY chunk during ingestion.", gt=0
     )
     db_schema: str = Field(default="lor", description="PostgreSQL schema holding lor's tables.")
+
+
+def load_yaml_config(cls: type[T], path: Path) -> T:
+    """A dataclass config from a YAML file; unknown keys are an error, not ignored."""
+    import yaml
+
+    from lor.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    unknown = set(raw) - set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    if unknown:
+        raise ConfigError(f"{path}: unknown config keys {sorted(unknown)}")
+    return cls(**raw)
 
 
 @lru_cache(maxsize=1)

@@ -88,6 +88,7 @@ def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str
            ebv_column: str | None, bands: str, hdf5_path: str | None, chunk_rows: int | None) -> None:  # fmt: skip
     """Ingest a catalog file (Parquet, FITS, HDF5, CSV) into RELEASE."""
     from lor.config import get_settings
+    from lor.db.catalog_store import band_set_name
     from lor.pipeline.ingest import CatalogColumns, ingest_catalog
 
     band_list = tuple(bands.split(",")) if "," in bands else tuple(bands)
@@ -101,7 +102,7 @@ def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str
         tract=None if tract_column.lower() == "none" else tract_column,
         flux=flux_template or flux_default, flux_err=err_template or err_default,
         ebv=ebv_column, units=units, bands=band_list,
-        band_set="lsst_ugrizy" if band_list == tuple("ugrizy") else "custom_" + "".join(band_list),
+        band_set=band_set_name(band_list),
     )  # fmt: skip
     summary = ingest_catalog(
         _engine(),

@@ -1,13 +1,16 @@
-"""``lor run create|extend|dispatch``, ``lor process``, ``lor worker``, ``lor status``.
+"""``lor run create|extend|dispatch``, ``lor process``, ``lor worker``, ``lor status``,
+``lor export`` and ``lor bench pipeline``.
 
-Commands parse arguments and format results; the logic is in :mod:`lor.pipeline.runs` and
-:mod:`lor.pipeline.processing`. Registered on the main group in :mod:`lor.cli.main`.
+Commands parse arguments and format results; the logic is in :mod:`lor.pipeline.runs`,
+:mod:`lor.pipeline.processing`, :mod:`lor.pipeline.export` and :mod:`lor.bench.pipeline`.
+Registered on the main group in :mod:`lor.cli.main` (:func:`register` adds the last two).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -151,6 +154,54 @@ def status_command(run: str, as_json: bool) -> None:
     click.echo(_run_line(status.run))
     click.echo(f"  {_counts_text(status.counts)} (total {status.total})")
     click.echo(f"  rate {status.rate_per_s:.1f} objects/s over the last minute; ETA {eta}")
+
+
+@click.command("export")
+@click.argument("run")
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "qp"]), default="parquet", show_default=True
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file.")
+@click.option("--chunk-rows", type=int, default=10_000, show_default=True, help="Rows per read.")
+@click.option(
+    "--z-points", type=int, default=401, show_default=True, help="qp: z grid points over the box."
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def export_command(run: str, fmt: str, out: Path, chunk_rows: int, z_points: int,
+                   no_progress: bool) -> None:  # fmt: skip
+    """Write the latest posterior of every object of RUN to Parquet, or to qp (HDF5)."""
+    from lor.pipeline.export import export_run
+
+    summary = export_run(
+        _engine(), run, out, fmt, chunk_rows, z_points=z_points, progress=not no_progress
+    )
+    skipped = f", {summary.skipped} without a posterior left out" if summary.skipped else ""
+    click.echo(
+        f"run {summary.run_id} ({summary.run_name}): {summary.objects} objects written to "
+        f"{summary.path} ({fmt}; {summary.without_posterior} without a posterior{skipped})"
+    )
+
+
+@click.command("pipeline")
+@click.option("--objects", type=int, default=100_000, show_default=True, help="Catalog size.")
+@click.option("--tracts", type=int, default=20, show_default=True)
+@click.option("--sql-rows", type=int, default=1_000_000, show_default=True,
+              help="Posteriors in the one tract of the SQL query.")  # fmt: skip
+@click.option("--batch-size", type=int, default=1000, show_default=True)
+def bench_pipeline_command(objects: int, tracts: int, sql_rows: int, batch_size: int) -> None:
+    """Processing rate in-process and on 1 and 2 Celery workers; SQL P(z) query on one tract."""
+    from lor.bench.pipeline import run_pipeline_benchmark
+
+    figures = run_pipeline_benchmark(
+        objects, tracts, sql_rows, batch_size, echo=lambda line: click.echo(line, err=True)
+    )
+    click.echo(json.dumps(figures, default=float))
+
+
+def register(cli: click.Group, bench: click.Group) -> None:
+    """Add ``lor export`` and ``lor bench pipeline`` (called once by :mod:`lor.cli.main`)."""
+    cli.add_command(export_command)
+    bench.add_command(bench_pipeline_command)
 
 
 def _counts_text(counts: dict[str, int]) -> str:

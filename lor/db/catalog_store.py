@@ -21,6 +21,11 @@ LSST_BAND_SET = "lsst_ugrizy"
 STAGE_TABLE = "ingest_stage"
 
 
+def band_set_name(bands: Sequence[str]) -> str:
+    """The conventional name of a band set: lsst_ugrizy, else custom_<bands>."""
+    return LSST_BAND_SET if tuple(bands) == LSST_BANDS else "custom_" + "".join(bands)
+
+
 def default_filter_names(bands: Sequence[str]) -> list[str]:
     """speclite filter names for short band names: ugrizy map to the lsst2023 curves."""
     return [f"lsst2023-{b}" if b in LSST_BANDS else b for b in bands]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert
 
 from lor.db.models import ModelVersion, PriorVersion
@@ -52,6 +53,37 @@ def register_model_version(
             ModelVersion.kind == kind, ModelVersion.artifact_sha256 == artifact_sha256
         )
     ).scalar_one()
+
+
+def register_trained_model(
+    engine: Engine,
+    kind: str,
+    model: Any,
+    folder: Path,
+    sha256: str,
+    training_ranges: dict[str, Any],
+) -> int:
+    """Record a loaded (hence verified) emulator or estimator artifact; returns its id."""
+    from lor.db.catalog_store import band_set_name, default_filter_names, get_or_create_band_set
+
+    bands = list(model.band_names)
+    with engine.begin() as conn:
+        band_set = get_or_create_band_set(
+            conn, band_set_name(bands), bands, default_filter_names(bands)
+        )
+        return register_model_version(
+            conn,
+            kind=kind,
+            family_name=model.family,
+            family_version=model.family_version,
+            artifact_sha256=sha256,
+            artifact_uri=str(Path(folder).resolve()),
+            band_set_id=band_set,
+            param_names=model.spec["param_names"],
+            training_ranges=training_ranges,
+            metrics=model.spec.get("metrics", {}),
+            config=model.spec.get("config", {}),
+        )
 
 
 def model_version(conn: Connection, version_id: int) -> Any:

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import yaml
 from tqdm.auto import tqdm
 
+from lor.config import load_yaml_config
 from lor.emulators.speculator import FAMILY, FAMILY_VERSION, FEATURES, SpeculatorEmulator
 from lor.errors import ConfigError
 
@@ -41,14 +41,7 @@ class EmulatorConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> EmulatorConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read emulator config {path}: {exc}") from exc
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown emulator config keys {sorted(unknown)}")
-        return cls(**raw)
+        return load_yaml_config(cls, path)
 
 
 def simulate(config: EmulatorConfig) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from lor.inference.flags import Flag
 
 EDGE_FRACTION = 0.01
 EDGE_MASS_LIMIT = 0.2
+CHI2_DRAWS = 8
 
 
 @dataclass
@@ -57,7 +58,11 @@ class PhotometryPosteriors:
         }
         self._density_threshold = float(ood.get("density_threshold", -np.inf))
         self._chi2_threshold = float(ood.get("chi2_threshold", np.inf))
-        self._mass_col = list(estimator.spec["param_names"]).index("log_mstar")
+        names = list(estimator.spec["param_names"])
+        self._mass_col, self._av_col = names.index("log_mstar"), names.index("av")
+        self._edge_threshold = max(
+            float(ood.get("edge_threshold", EDGE_MASS_LIMIT)), EDGE_MASS_LIMIT
+        )
 
     def infer(
         self,
@@ -103,7 +108,7 @@ class PhotometryPosteriors:
             for k, v in s.items():
                 summaries[k][rows] = v
             flags[rows] |= self._edge_flags(theta)
-            chi2[rows] = self._reduced_chi2(p, flux[rows], err[rows], unusable[rows])
+            chi2[rows] = self._reduced_chi2(p, theta, flux[rows], err[rows], unusable[rows])
             flags[rows[chi2[rows] > self._chi2_threshold]] |= Flag.POOR_FIT
             complete = ~unusable[rows].any(axis=1)
             if self._density and complete.any():
@@ -129,34 +134,57 @@ class PhotometryPosteriors:
         summaries |= {f"log_sfr_{k}": v for k, v in sample_summary(sfr, SUMMARY_QUANTILES).items()}
         return summaries, theta
 
-    def _edge_flags(self, theta: np.ndarray) -> np.ndarray:
+    def edge_statistic(self, theta: np.ndarray) -> np.ndarray:
+        """Largest fraction of posterior draws within 1% of a box edge, over parameters.
+
+        Edges where the population itself piles up are left out: any stellar mass (an exact
+        magnitude shift, bounded only for bookkeeping) and dust-free ``av = 0``.
+        """
         lo, hi = self.rep.box_lo, self.rep.box_hi
         margin = EDGE_FRACTION * (hi - lo)
-        near = (theta < lo + margin) | (theta > hi - margin)
-        near[..., self._mass_col] = False
-        frac = near.any(axis=2).mean(axis=1)
-        return np.where(frac > EDGE_MASS_LIMIT, int(Flag.PRIOR_EDGE), 0).astype(np.int32)
+        low, high = theta < lo + margin, theta > hi - margin
+        low[..., self._mass_col] = high[..., self._mass_col] = False
+        low[..., self._av_col] = False
+        return (low | high).mean(axis=1).max(axis=1)
+
+    def _edge_flags(self, theta: np.ndarray) -> np.ndarray:
+        stat = self.edge_statistic(theta)
+        return np.where(stat > self._edge_threshold, int(Flag.PRIOR_EDGE), 0).astype(np.int32)
 
     def _reduced_chi2(
-        self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, unusable: np.ndarray
+        self,
+        params: np.ndarray,
+        theta: np.ndarray,
+        flux: np.ndarray,
+        err: np.ndarray,
+        unusable: np.ndarray,
     ) -> np.ndarray:
-        """Chi-square per usable band of the emulator at the dominant component's centre."""
-        logits, means, _ = self.rep.unpack(params)
-        best = np.take_along_axis(
-            np.asarray(means), np.argmax(np.asarray(logits), axis=1)[:, None, None], axis=1
-        )[:, 0]
-        theta = self.rep.to_theta(best)
-        model = self.emulator.fluxes_njy(np.clip(theta, self.emulator.box_lo, self.emulator.box_hi))
-        resid = np.where(unusable, 0.0, (flux - model) / err)
-        return (resid**2).sum(axis=1) / np.maximum((~unusable).sum(axis=1), 1)
+        """Posterior-predictive fit: the smallest chi-square per usable band over a few points
+        of the posterior (the K component centres and the first draws).
+
+        One point estimate is a poor test for bright objects, whose S/N of hundreds turns
+        any parameter offset inside the posterior into a huge chi-square.
+        """
+        _, means, _ = self.rep.unpack(params)
+        candidates = np.concatenate(
+            [self.rep.to_theta(np.asarray(means, np.float64)), theta[:, :CHI2_DRAWS]], axis=1
+        )
+        n, m, d = candidates.shape
+        flat = np.clip(candidates.reshape(n * m, d), self.emulator.box_lo, self.emulator.box_hi)
+        model = self.emulator.fluxes_njy(flat).reshape(n, m, -1)
+        resid = np.where(unusable[:, None, :], 0.0, (flux[:, None, :] - model) / err[:, None, :])
+        chi2 = (resid**2).sum(axis=2).min(axis=1)
+        return chi2 / np.maximum((~unusable).sum(axis=1), 1)
 
 
-def chi2_threshold(
+def flag_thresholds(
     engine: PhotometryPosteriors, flux: np.ndarray, err: np.ndarray, quantile: float = 0.995
-) -> float:
-    """The reduced chi-square that flags ``1 - quantile`` of in-distribution objects."""
+) -> dict[str, float]:
+    """Poor-fit and prior-edge thresholds that flag ``1 - quantile`` of in-distribution objects."""
     result = engine.infer(flux, err)
-    return float(np.nanquantile(result.reduced_chi2, quantile))
-
-
-__all__ = ["InferenceResult", "PhotometryPosteriors", "band_mask", "chi2_threshold"]
+    rows = np.isfinite(result.reduced_chi2)
+    theta = engine.rep.sample(result.params[rows], engine.n_summary_samples, 0, np.float32)
+    return {
+        "chi2_threshold": float(np.quantile(result.reduced_chi2[rows], quantile)),
+        "edge_threshold": float(np.quantile(engine.edge_statistic(theta), quantile)),
+    }

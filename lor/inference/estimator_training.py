@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import yaml
 from tqdm.auto import tqdm
 
-from lor.errors import ConfigError
+from lor.config import load_yaml_config
 from lor.inference.estimator import (
     FAMILY,
     FAMILY_VERSION,
@@ -52,14 +51,7 @@ class EstimatorConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> EstimatorConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read estimator config {path}: {exc}") from exc
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown estimator config keys {sorted(unknown)}")
-        return cls(**raw)
+        return load_yaml_config(cls, path)
 
 
 def _with_missing_bands(cat: SimulatedCatalog, prob: float, rng: np.random.Generator) -> np.ndarray:
@@ -199,13 +191,11 @@ def train_estimator(
     estimator.ood = {f"density_{k}": v for k, v in density.items()} | {
         "density_threshold": np.array(threshold)
     }
-    from lor.inference.amortized import PhotometryPosteriors, chi2_threshold
+    from lor.inference.amortized import PhotometryPosteriors, flag_thresholds
 
-    _, cat_ho, _ = simulate_pairs(config, emulator, 5_000, config.seed + 2)
-    chi2_cut = chi2_threshold(
-        PhotometryPosteriors(estimator, emulator), cat_ho.flux, cat_ho.flux_err
-    )
-    estimator.ood["chi2_threshold"] = np.array(chi2_cut)
+    _, cat_ho, _ = simulate_pairs(config, emulator, 10_000, config.seed + 2)
+    cuts = flag_thresholds(PhotometryPosteriors(estimator, emulator), cat_ho.flux, cat_ho.flux_err)
+    estimator.ood |= {k: np.array(v) for k, v in cuts.items()}
     estimator.spec["training"] |= {
         "val_nll_history": [round(h, 5) for h in history],
         "minutes": (time.monotonic() - start) / 60,
@@ -215,7 +205,8 @@ def train_estimator(
         "val_nll": best,
         "epochs": len(history),
         "ood_log_density_threshold": threshold,
-        "poor_fit_reduced_chi2_threshold": chi2_cut,
+        "poor_fit_reduced_chi2_threshold": cuts["chi2_threshold"],
+        "prior_edge_threshold": cuts["edge_threshold"],
     }
 
 

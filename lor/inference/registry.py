@@ -6,8 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from lor.artifacts import read_artifact
-from lor.errors import ArtifactError
+from lor.artifacts import load_from_families
 from lor.inference.estimator import AmortizedEstimator
 
 FAMILIES = {("npe_mlp", "1"): AmortizedEstimator}
@@ -21,11 +20,8 @@ SHIPPED_ESTIMATOR = (
 
 
 def load_estimator(folder: Path, sha256: str) -> AmortizedEstimator:
-    spec, arrays = read_artifact(folder, sha256)
-    key = (spec.get("family"), spec.get("family_version"))
-    if key not in FAMILIES:
-        raise ArtifactError(f"{folder}: unknown estimator family {key}; known: {sorted(FAMILIES)}")
-    return FAMILIES[key](spec, arrays)
+    """Verify an artifact's hash, then build the estimator its spec names."""
+    return load_from_families(folder, sha256, FAMILIES, "estimator")
 
 
 def load_shipped_estimator() -> AmortizedEstimator:
@@ -35,32 +31,9 @@ def load_shipped_estimator() -> AmortizedEstimator:
 
 def register_estimator(engine: Engine, folder: Path, sha256: str) -> int:
     """Record a verified estimator artifact in ``lor.model_versions``; returns its id."""
-    from lor.db.catalog_store import default_filter_names, get_or_create_band_set
-    from lor.db.model_store import register_model_version
+    from lor.db.model_store import register_trained_model
 
     estimator = load_estimator(folder, sha256)
-    spec = estimator.spec
-    bands = estimator.band_names
-    with engine.begin() as conn:
-        band_set = get_or_create_band_set(
-            conn,
-            "lsst_ugrizy" if bands == list("ugrizy") else "custom_" + "".join(bands),
-            bands,
-            default_filter_names(bands),
-        )
-        return register_model_version(
-            conn,
-            kind="estimator",
-            family_name=estimator.family,
-            family_version=estimator.family_version,
-            artifact_sha256=sha256,
-            artifact_uri=str(Path(folder).resolve()),
-            band_set_id=band_set,
-            param_names=spec["param_names"],
-            training_ranges={
-                "years": spec["training"]["years"],
-                "representation": spec["representation"],
-            },
-            metrics=spec.get("metrics", {}),
-            config=spec.get("config", {}),
-        )
+    training = estimator.spec["training"]
+    ranges = {"years": training["years"], "representation": estimator.spec["representation"]}
+    return register_trained_model(engine, "estimator", estimator, folder, sha256, ranges)

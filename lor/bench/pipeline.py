@@ -1,0 +1,388 @@
+"""``lor bench pipeline``: processing rate in-process and on Celery workers; a SQL P(z) query.
+
+Everything runs in a throwaway database on the configured server. A catalog is simulated
+with the shipped emulator (interim prior -> fluxes -> LSST 10-year data model, i < 25.3),
+written as a Rubin Object table and ingested; the shipped estimator and emulator are
+registered. Three runs then process the same objects with the same models, side by side:
+
+- in-process (:func:`lor.pipeline.processing.process_run`, no broker);
+- real Celery workers (``celery -A workers.app worker``) with 1 and with 2 pool processes,
+  on the configured Redis broker and a private queue, dispatched with ``lor.dispatch_run``
+  and timed until the run is marked complete.
+
+Each run pins its own copy of the interim prior (same content, another name), so the three
+model bundles differ and each run queues every object. Every rate includes loading the
+models, which each process does once per run.
+
+The SQL figure is a ``P(0.8 < z < 1.0) > 0.9`` query over ``sql_rows`` posteriors in one
+tract: the computed posteriors are copied (with fresh object and posterior ids) into one new
+tract under a separate run, the tables are analysed, and the query is timed best of 3, both
+as ``lor.run_posteriors_z_between`` (quantile prefilter through the index) and as the plain
+query that evaluates ``lor.pz_prob`` on every row of the tract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+from lor.db.admin import temporary_database
+from lor.db.engine import make_engine, resolve_database_url
+from lor.db.migrate import REPO_ROOT, upgrade
+from lor.db.run_store import SUMMARY_COLUMNS, state_counts
+
+RELEASE = "BENCH"
+FIRST_TRACT = 9800
+SQL_TRACT = 99_999
+SQL_FIRST_ID = 8_000_000_000_000_000
+Z1, Z2, P_MIN = 0.8, 1.0, 0.9
+WORKER_START_S = 180.0
+
+Echo = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def _database_env(url: str) -> Iterator[None]:
+    """Point this process's lor settings at ``url`` (the processor factory reads them)."""
+    from lor.config import get_settings
+
+    old = os.environ.get("LOR_DATABASE_URL")
+    os.environ["LOR_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("LOR_DATABASE_URL", None)
+        else:
+            os.environ["LOR_DATABASE_URL"] = old
+        get_settings.cache_clear()
+
+
+def write_simulated_catalog(path: Path, n: int, n_tracts: int, seed: int = 1) -> Path:
+    """A simulated Rubin Object table (shipped emulator, 10-year depth) over ``n_tracts``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lor.emulators.registry import load_shipped_emulator
+    from lor.inference.simulate import simulate_catalog
+
+    emulator = load_shipped_emulator()
+    cat = simulate_catalog(n, emulator, seed=seed, years=10.0, error_scatter=0.05)
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, n_tracts, n)
+    cols: dict[str, np.ndarray] = {
+        "objectId": 1_800_000_000_000 + np.arange(n, dtype=np.int64) * 3,
+        "coord_ra": 149.0 + (index % 5) * 1.5 + rng.uniform(0, 1.5, n),
+        "coord_dec": 1.0 + (index // 5) * 1.5 + rng.uniform(0, 1.5, n),
+        "tract": (FIRST_TRACT + index).astype(np.int64),
+    }
+    for b, band in enumerate(emulator.band_names):
+        cols[f"{band}_cModelFlux"] = cat.flux[:, b]
+        cols[f"{band}_cModelFluxErr"] = cat.flux_err[:, b]
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def _bench_priors(engine: Engine, labels: tuple[str, ...]) -> dict[str, int]:
+    """One copy of the interim prior per run, so each run's model bundle is its own."""
+    from lor.db.model_store import register_prior_version
+    from lor.inference.prior import PopulationPrior
+    from lor.pipeline.demo import INTERIM_PRIOR_NAME
+
+    record = PopulationPrior().as_record()
+    with engine.begin() as conn:
+        return {
+            label: register_prior_version(
+                conn,
+                f"{INTERIM_PRIOR_NAME}-bench-{label}",
+                record,
+                "interim",
+                {"source": "lor.bench.pipeline", "copy_of": INTERIM_PRIOR_NAME},
+            )  # fmt: skip
+            for label in labels
+        }
+
+
+def _create_run(engine: Engine, name: str, models: dict[str, int], prior: int, batch: int) -> int:
+    from lor.pipeline.runs import create_run
+
+    queued = create_run(
+        engine, RELEASE, name, emulator=models["emulator"], estimator=models["estimator"],
+        prior=prior, config={"batch_size": batch},
+    )  # fmt: skip
+    return queued.run.id
+
+
+def _run_status(engine: Engine, run_id: int) -> str:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT status FROM lor.processing_runs WHERE id = :r"), {"r": run_id}
+        ).scalar_one()
+
+
+def _done(engine: Engine, run_id: int) -> dict[str, int]:
+    with engine.connect() as conn:
+        return state_counts(conn, run_id)
+
+
+class CeleryWorker:
+    """One ``celery -A workers.app worker`` subprocess on a private queue of a throwaway run."""
+
+    def __init__(self, url: str, broker: str, queue: str, concurrency: int, log: Path) -> None:
+        env = dict(os.environ)
+        env.pop("LOR_PROCESSOR_FACTORY", None)
+        env.update(
+            LOR_DATABASE_URL=url, LOR_BROKER_URL=broker, LOR_QUEUE=queue,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+            TF_CPP_MIN_LOG_LEVEL="2",
+        )  # fmt: skip
+        argv = [
+            sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--pool=prefork",
+            f"--concurrency={concurrency}", "--loglevel=INFO",
+            f"--hostname=lor-bench-{concurrency}-{uuid.uuid4().hex[:6]}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + WORKER_START_S
+        while b" ready." not in log.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"celery worker did not start:\n{self.tail()}")
+            time.sleep(0.2)
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        """SIGTERM the worker's process group (warm shutdown), SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def _celery_rate(
+    engine: Engine, url: str, run_id: int, n: int, concurrency: int, workdir: Path, echo: Echo
+) -> float:
+    """Objects per second of a run on one worker with ``concurrency`` pool processes."""
+    from celery import Celery
+
+    from lor.config import get_settings
+
+    broker = get_settings().broker_url
+    queue = f"lor-bench-{uuid.uuid4().hex[:10]}"
+    client = Celery("lor-bench", broker=broker)
+    worker = CeleryWorker(url, broker, queue, concurrency, workdir / f"celery-{concurrency}.log")
+    try:
+        t0 = time.perf_counter()
+        client.send_task("lor.dispatch_run", args=(run_id, None), queue=queue)
+        deadline = time.monotonic() + max(600.0, n / 20.0)
+        while _run_status(engine, run_id) != "complete":
+            if worker.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"run {run_id} did not complete on Celery:\n{worker.tail()}")
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - t0
+    finally:
+        worker.stop()
+        with contextlib.suppress(Exception), client.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+            conn.default_channel.exchange_delete(queue)
+    counts = _done(engine, run_id)
+    echo(f"celery x{concurrency}: {counts} in {elapsed:.1f} s ({n / elapsed:.0f} objects/s)")
+    return n / elapsed
+
+
+def fabricate_tract(engine: Engine, source_run: int, rows: int) -> tuple[int, float]:
+    """Copy ``source_run``'s posteriors (and their objects) ``rows`` times round into one new
+    tract under a new run, with fresh ids; ANALYZE. Returns (run id, seconds)."""
+    from lor.db import run_store as store
+    from lor.version import code_version
+
+    t0 = time.perf_counter()
+    cols = ", ".join(SUMMARY_COLUMNS)
+    src = """SELECT row_number() OVER (ORDER BY p.posterior_id) - 1 AS i, p.*, o.catalog_id,
+                    o.release_id, o.ra, o.dec, o.flux, o.flux_err, o.missing_mask,
+                    o.nondetection_mask, o.ebv
+             FROM lor.posteriors p JOIN lor.objects o USING (tract_id, object_id)
+             WHERE p.run_id = :src"""
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))  # hash the source rows in memory
+        run = store.get_run(conn, source_run)
+        versions = dict(
+            zip(("emulator", "estimator", "prior", "calibration"), run.bundle, strict=True)
+        )
+        run_id = store.insert_run(
+            conn, "bench-sql-copies", run.release_id, versions, code_version(),
+            {"copied_from_run": source_run, "rows": rows},
+        )  # fmt: skip
+        n_src = conn.execute(
+            text("SELECT count(*) FROM lor.posteriors WHERE run_id = :r"), {"r": source_run}
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO lor.tracts (id, scheme) VALUES (:t, 'catalog') ON CONFLICT DO NOTHING"
+            ),
+            {"t": SQL_TRACT},
+        )
+        args = {"src": source_run, "n": rows, "n_src": n_src, "t": SQL_TRACT, "run": run_id}
+        conn.execute(
+            text(
+                f"""INSERT INTO lor.objects (tract_id, object_id, catalog_id, release_id, ra, dec,
+                        flux, flux_err, missing_mask, nondetection_mask, ebv, input_hash)
+                    SELECT :t, md5('lor-bench-object:' || g)::uuid, :first + g, s.release_id,
+                        s.ra, s.dec, s.flux, s.flux_err, s.missing_mask, s.nondetection_mask,
+                        s.ebv, s.input_hash
+                    FROM generate_series(0, :n - 1) AS g JOIN ({src}) s ON s.i = g % :n_src"""
+            ),
+            args | {"first": SQL_FIRST_ID},
+        )
+        conn.execute(
+            text(
+                f"""INSERT INTO lor.posteriors (tract_id, posterior_id, run_id, object_id,
+                        representation_name, representation_version, params, {cols}, ood_flags,
+                        method, input_hash, worker_host)
+                    SELECT :t, md5('lor-bench-posterior:' || g)::uuid, :run,
+                        md5('lor-bench-object:' || g)::uuid, s.representation_name,
+                        s.representation_version, s.params, {", ".join(f"s.{c}" for c in SUMMARY_COLUMNS)},
+                        s.ood_flags, s.method, s.input_hash, 'lor-bench-copy'
+                    FROM generate_series(0, :n - 1) AS g JOIN ({src}) s ON s.i = g % :n_src"""
+            ),
+            args,
+        )
+        store.finish_if_done(conn, run_id)
+    with engine.begin() as conn:
+        for table in ("lor.objects", "lor.posteriors", "lor.tracts"):
+            conn.execute(text(f"ANALYZE {table}"))
+    return run_id, time.perf_counter() - t0
+
+
+def _best_of(
+    engine: Engine, sql: str, params: dict[str, Any], repeat: int = 3
+) -> tuple[float, int]:
+    best, n = float("inf"), -1
+    for _ in range(repeat):
+        with engine.connect() as conn:
+            t0 = time.perf_counter()
+            n = len(conn.execute(text(sql), params).all())
+            best = min(best, time.perf_counter() - t0)
+    return best, n
+
+
+def sql_figures(engine: Engine, run_id: int, rows: int) -> dict[str, Any]:
+    """Time the P(z1 < z < z2) > p query over the fabricated tract, two ways (same answer)."""
+    from lor.pipeline.demo import PROBABILITY_QUERY
+
+    params = {"run": run_id, "tract": SQL_TRACT}
+    full_s, full_hits = _best_of(engine, PROBABILITY_QUERY, params)
+    fast_sql = """SELECT catalog_id, z_q50, p_z AS p_08_10
+                  FROM lor.run_posteriors_z_between(:run, :tract, :z1, :z2, :p)
+                  WHERE ood_flags = 0 ORDER BY p_z DESC"""
+    fast_params = params | {"z1": Z1, "z2": Z2, "p": P_MIN}
+    fast_s, fast_hits = _best_of(engine, fast_sql, fast_params)
+    if fast_hits != full_hits:
+        raise RuntimeError(f"prefiltered query found {fast_hits} objects, full scan {full_hits}")
+    summary_sql = """SELECT count(*) FROM lor.run_posteriors(:run)
+                     WHERE tract_id = :tract AND z_q50 BETWEEN :z1 AND :z2"""
+    summary_s, _ = _best_of(engine, summary_sql, fast_params)
+    with engine.connect() as conn:
+        plan = "\n".join(conn.execute(text("EXPLAIN " + fast_sql), fast_params).scalars())
+    return {
+        "sql_prob_query_s": fast_s,
+        "sql_prob_query_full_scan_s": full_s,
+        "sql_prob_query_hits": fast_hits,
+        "sql_summary_query_s": summary_s,
+        "sql_prob_query_uses_z_index": "run_id_tract_id_z_q50" in plan,
+        "sql_rows": rows,
+    }
+
+
+def run_pipeline_benchmark(
+    objects: int = 100_000,
+    tracts: int = 20,
+    sql_rows: int = 1_000_000,
+    batch_size: int = 1000,
+    echo: Echo = print,
+) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring); returns the figures."""
+    from lor.pipeline.demo import register_shipped_models
+    from lor.pipeline.ingest import ingest_catalog
+    from lor.pipeline.processing import clear_processor_cache, process_run
+
+    load_start = os.getloadavg()[0]
+    server = resolve_database_url()
+    out: dict[str, Any] = {"benchmark": "pipeline"}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        temporary_database(server, "lor_bench") as url,
+        _database_env(url),
+    ):
+        engine = make_engine(url)
+        upgrade(engine)
+        t0 = time.perf_counter()
+        path = write_simulated_catalog(Path(tmp) / "objects.parquet", objects, tracts)
+        out["simulate_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ingest = ingest_catalog(engine, path, RELEASE, progress=False)
+        out["ingest_s"] = time.perf_counter() - t0
+        n = ingest.rows_new
+        echo(f"simulated and ingested {n} objects in {tracts} tracts ({out['ingest_s']:.1f} s)")
+        models = register_shipped_models(engine)
+        priors = _bench_priors(engine, ("in_process", "celery_1", "celery_2"))
+
+        run_id = _create_run(engine, "bench-in-process", models, priors["in_process"], batch_size)
+        t0 = time.perf_counter()
+        counts = process_run(engine, run_id, progress=False)
+        elapsed = time.perf_counter() - t0
+        clear_processor_cache()
+        out["objects_per_s"] = n / elapsed
+        echo(f"in-process: {counts.as_dict()} in {elapsed:.1f} s ({n / elapsed:.0f} objects/s)")
+        if counts.done != n:
+            raise RuntimeError(f"in-process run stored {counts.done} of {n} posteriors")
+
+        for c in (1, 2):
+            celery_run = _create_run(engine, f"bench-celery-{c}", models, priors[f"celery_{c}"], batch_size)  # fmt: skip
+            rate = _celery_rate(engine, url, celery_run, n, c, Path(tmp), echo)
+            out[f"objects_per_s_celery_{c}"] = rate
+            if _done(engine, celery_run)["done"] != n:
+                raise RuntimeError(f"celery run {celery_run} did not store all {n} posteriors")
+
+        sql_run, out["fabricate_s"] = fabricate_tract(engine, run_id, sql_rows)
+        echo(f"copied {sql_rows} posteriors into tract {SQL_TRACT} ({out['fabricate_s']:.1f} s)")
+        out.update(sql_figures(engine, sql_run, sql_rows))
+        engine.dispose()
+    out["celery_2_over_1"] = out["objects_per_s_celery_2"] / out["objects_per_s_celery_1"]
+    out["celery_1_over_in_process"] = out["objects_per_s_celery_1"] / out["objects_per_s"]
+    out.update(
+        objects=n, tracts=tracts, batch_size=batch_size, cpu_count=os.cpu_count(),
+        load_avg_1m_start=load_start, load_avg_1m_end=os.getloadavg()[0],
+        server="embedded pgserver" if "host=/" in server else "LOR_DATABASE_URL",
+    )  # fmt: skip
+    out["data"] = (
+        f"{n} objects simulated with the shipped emulator (interim prior, LSST 10-year depth, "
+        f"i < 25.3) in {tracts} tracts, Rubin Object-table Parquet; shipped npe_mlp estimator, "
+        f"gmm_flow posteriors; batches of {batch_size}; Celery on the configured Redis broker. "
+        f"SQL: {sql_rows} copies of those posteriors in one tract, P({Z1} < z < {Z2}) > {P_MIN}, "
+        "best of 3"
+    )
+    return out
