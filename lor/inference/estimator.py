@@ -49,6 +49,19 @@ def input_features(flux: np.ndarray, flux_err: np.ndarray, missing: np.ndarray) 
     ).astype(np.float32)
 
 
+def chol_multiplier(rep: GaussianMixtureFlow, scale: np.ndarray) -> np.ndarray:
+    """Elementwise factor on stored params that scales Cholesky row d by ``scale[d]``.
+
+    Multiplying row d of every component's Cholesky factor stretches the posterior along
+    parameter d about each component's mean (u_d -> mu_d + s_d (u_d - mu_d)).
+    """
+    mult = np.ones(rep.floats_per_object, np.float32)
+    chol = np.asarray(scale, np.float32)[rep._tril_rows]
+    start = rep.floats_per_object - rep.n_components * rep.n_tril
+    mult[start:] = np.tile(chol, rep.n_components)
+    return mult
+
+
 def padded_batches(fn, x: np.ndarray, batch_size: int, n_out: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Apply a compiled ``fn`` in fixed-size batches (the last one zero-padded).
 
@@ -116,6 +129,10 @@ class AmortizedEstimator:
         self._x_mean = tf.constant(arrays["x_mean"], tf.float32)
         self._x_std = tf.constant(arrays["x_std"], tf.float32)
         self.ood = {k[4:]: v for k, v in arrays.items() if k.startswith("ood_")}
+        self.chol_scale = np.asarray(
+            arrays.get("chol_scale", np.ones(self.representation.n_dim)), np.float32
+        )
+        self._multiplier = tf.constant(chol_multiplier(self.representation, self.chol_scale))
         self._forward = tf.function(self._graph, jit_compile=True, reduce_retracing=True)
 
     @classmethod
@@ -129,14 +146,20 @@ class AmortizedEstimator:
         arrays = self.network.arrays() | {
             "x_mean": self._x_mean.numpy(),
             "x_std": self._x_std.numpy(),
+            "chol_scale": self.chol_scale,
         }
         arrays |= {f"ood_{k}": v for k, v in self.ood.items()}
         return write_artifact(folder, self.spec, arrays)
 
     def _graph(self, x: tf.Tensor) -> tf.Tensor:
-        return self.representation.from_network_outputs(
-            self.network((x - self._x_mean) / self._x_std)
-        )
+        raw = self.network((x - self._x_mean) / self._x_std)
+        return self.representation.from_network_outputs(raw) * self._multiplier
+
+    def set_chol_scale(self, scale: np.ndarray) -> None:
+        """Widen (>1) or narrow (<1) every posterior along each parameter (recalibration)."""
+        self.chol_scale = np.asarray(scale, np.float32)
+        self._multiplier = tf.constant(chol_multiplier(self.representation, self.chol_scale))
+        self._forward = tf.function(self._graph, jit_compile=True, reduce_retracing=True)
 
     def standardized(self, features: np.ndarray) -> np.ndarray:
         return (features - self._x_mean.numpy()) / self._x_std.numpy()

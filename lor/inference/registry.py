@@ -15,7 +15,7 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
 #: The trained default estimator shipped in the repo, pinned by the sha256 of its spec.
 SHIPPED_ESTIMATOR = (
     "npe-lsst-ugrizy",
-    "c33730c11bc73301db7635a73c35435930f80478f983099f84d106e4f8f6f7c4",
+    "6916f1b8e50170847240005a6e8bca4fd4f95a39f6618be6a834c51a61d913e8",
 )
 
 
