@@ -18,7 +18,8 @@ The SQL figure is a ``P(0.8 < z < 1.0) > 0.9`` query over ``sql_rows`` posterior
 tract: the computed posteriors are copied (with fresh object and posterior ids) into one new
 tract under a separate run, the tables are analysed, and the query is timed best of 3, both
 as ``lor.run_posteriors_z_between`` (quantile prefilter through the index) and as the plain
-query that evaluates ``lor.pz_prob`` on every row of the tract.
+query that evaluates ``lor.pz_prob`` on every row of the tract; both must select the same
+objects (checked again with a looser cut, whose answer is not empty).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ FIRST_TRACT = 9800
 SQL_TRACT = 99_999
 SQL_FIRST_ID = 8_000_000_000_000_000
 Z1, Z2, P_MIN = 0.8, 1.0, 0.9
+#: A looser cut that selects objects even when posteriors are broad (agreement check).
+WIDE = (0.5, 1.5, 0.5)
 WORKER_START_S = 180.0
 
 Echo = Callable[[str], None]
@@ -208,6 +211,7 @@ def _celery_rate(
         with contextlib.suppress(Exception), client.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
             conn.default_channel.exchange_delete(queue)
+        client.close()
     counts = _done(engine, run_id)
     echo(f"celery x{concurrency}: {counts} in {elapsed:.1f} s ({n / elapsed:.0f} objects/s)")
     return n / elapsed
@@ -221,6 +225,7 @@ def fabricate_tract(engine: Engine, source_run: int, rows: int) -> tuple[int, fl
 
     t0 = time.perf_counter()
     cols = ", ".join(SUMMARY_COLUMNS)
+    src_cols = ", ".join(f"s.{c}" for c in SUMMARY_COLUMNS)
     src = """SELECT row_number() OVER (ORDER BY p.posterior_id) - 1 AS i, p.*, o.catalog_id,
                     o.release_id, o.ra, o.dec, o.flux, o.flux_err, o.missing_mask,
                     o.nondetection_mask, o.ebv
@@ -250,7 +255,7 @@ def fabricate_tract(engine: Engine, source_run: int, rows: int) -> tuple[int, fl
             text(
                 f"""INSERT INTO lor.objects (tract_id, object_id, catalog_id, release_id, ra, dec,
                         flux, flux_err, missing_mask, nondetection_mask, ebv, input_hash)
-                    SELECT :t, md5('lor-bench-object:' || g)::uuid, :first + g, s.release_id,
+                    SELECT :t, CAST(md5('lor-bench-object:' || g) AS uuid), :first + g, s.release_id,
                         s.ra, s.dec, s.flux, s.flux_err, s.missing_mask, s.nondetection_mask,
                         s.ebv, s.input_hash
                     FROM generate_series(0, :n - 1) AS g JOIN ({src}) s ON s.i = g % :n_src"""
@@ -262,9 +267,9 @@ def fabricate_tract(engine: Engine, source_run: int, rows: int) -> tuple[int, fl
                 f"""INSERT INTO lor.posteriors (tract_id, posterior_id, run_id, object_id,
                         representation_name, representation_version, params, {cols}, ood_flags,
                         method, input_hash, worker_host)
-                    SELECT :t, md5('lor-bench-posterior:' || g)::uuid, :run,
-                        md5('lor-bench-object:' || g)::uuid, s.representation_name,
-                        s.representation_version, s.params, {", ".join(f"s.{c}" for c in SUMMARY_COLUMNS)},
+                    SELECT :t, CAST(md5('lor-bench-posterior:' || g) AS uuid), :run,
+                        CAST(md5('lor-bench-object:' || g) AS uuid), s.representation_name,
+                        s.representation_version, s.params, {src_cols},
                         s.ood_flags, s.method, s.input_hash, 'lor-bench-copy'
                     FROM generate_series(0, :n - 1) AS g JOIN ({src}) s ON s.i = g % :n_src"""
             ),
@@ -278,43 +283,71 @@ def fabricate_tract(engine: Engine, source_run: int, rows: int) -> tuple[int, fl
 
 
 def _best_of(
-    engine: Engine, sql: str, params: dict[str, Any], repeat: int = 3
+    engine: Engine, sql: str, params: dict[str, Any], repeat: int = 3, budget_s: float = 60.0
 ) -> tuple[float, int]:
-    best, n = float("inf"), -1
+    """Best time of ``repeat`` runs (fewer once ``budget_s`` is spent) and the rows returned.
+
+    Memoize is off: the fabricated rows repeat the same ``params`` arrays, which PostgreSQL
+    would otherwise cache pz_prob results for, unlike on real, all-distinct posteriors.
+    """
+    best, n, spent = float("inf"), -1, 0.0
     for _ in range(repeat):
         with engine.connect() as conn:
+            conn.execute(text("SET enable_memoize = off"))
             t0 = time.perf_counter()
             n = len(conn.execute(text(sql), params).all())
-            best = min(best, time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+        best, spent = min(best, took), spent + took
+        if spent > budget_s:
+            break
     return best, n
 
 
-def sql_figures(engine: Engine, run_id: int, rows: int) -> dict[str, Any]:
-    """Time the P(z1 < z < z2) > p query over the fabricated tract, two ways (same answer)."""
-    from lor.pipeline.demo import PROBABILITY_QUERY
+def _index_conditions(plan: str) -> str:
+    return "\n".join(line for line in plan.splitlines() if "Index Cond" in line)
 
-    params = {"run": run_id, "tract": SQL_TRACT}
-    full_s, full_hits = _best_of(engine, PROBABILITY_QUERY, params)
-    fast_sql = """SELECT catalog_id, z_q50, p_z AS p_08_10
-                  FROM lor.run_posteriors_z_between(:run, :tract, :z1, :z2, :p)
-                  WHERE ood_flags = 0 ORDER BY p_z DESC"""
-    fast_params = params | {"z1": Z1, "z2": Z2, "p": P_MIN}
-    fast_s, fast_hits = _best_of(engine, fast_sql, fast_params)
-    if fast_hits != full_hits:
-        raise RuntimeError(f"prefiltered query found {fast_hits} objects, full scan {full_hits}")
+
+#: The plain form of the query: pz_prob evaluated on every row of the tract.
+FULL_SCAN_QUERY = """
+SELECT o.catalog_id, p.z_q50, lor.pz_prob(p.params, :z1, :z2) AS p_z
+FROM lor.posteriors p JOIN lor.objects o USING (tract_id, object_id)
+WHERE p.run_id = :run AND p.tract_id = :tract
+  AND p.ood_flags = 0 AND lor.pz_prob(p.params, :z1, :z2) > :p
+ORDER BY p_z DESC"""
+#: The same question through lor.run_posteriors_z_between (quantile prefilter, z_q50 index).
+PREFILTERED_QUERY = """
+SELECT catalog_id, z_q50, p_z FROM lor.run_posteriors_z_between(:run, :tract, :z1, :z2, :p)
+WHERE ood_flags = 0 ORDER BY p_z DESC"""
+
+
+def sql_figures(engine: Engine, run_id: int, rows: int) -> dict[str, Any]:
+    """Time P(z1 < z < z2) > p over the fabricated tract both ways; check they agree.
+
+    The headline cut P(0.8 < z < 1.0) > 0.9 is strict for broad-band photo-z and may select
+    no object; the looser :data:`WIDE` cut shows the same agreement on a non-empty answer.
+    """
+    out: dict[str, Any] = {"sql_rows": rows}
+    for key, (z1, z2, p) in (("sql_prob_query", (Z1, Z2, P_MIN)), ("sql_prob_query_wide", WIDE)):
+        params = {"run": run_id, "tract": SQL_TRACT, "z1": z1, "z2": z2, "p": p}
+        fast_s, fast_hits = _best_of(engine, PREFILTERED_QUERY, params)
+        full_s, full_hits = _best_of(engine, FULL_SCAN_QUERY, params)
+        if fast_hits != full_hits:
+            raise RuntimeError(f"{key}: prefiltered query found {fast_hits}, full scan {full_hits}")
+        with engine.connect() as conn:
+            conn.execute(text("SET enable_memoize = off"))
+            plan = "\n".join(conn.execute(text("EXPLAIN " + PREFILTERED_QUERY), params).scalars())
+        out |= {
+            f"{key}_s": fast_s,
+            f"{key}_full_scan_s": full_s,
+            f"{key}_hits": fast_hits,
+            f"{key}_uses_z_index": "z_q50 >= " in _index_conditions(plan),
+        }
     summary_sql = """SELECT count(*) FROM lor.run_posteriors(:run)
                      WHERE tract_id = :tract AND z_q50 BETWEEN :z1 AND :z2"""
-    summary_s, _ = _best_of(engine, summary_sql, fast_params)
-    with engine.connect() as conn:
-        plan = "\n".join(conn.execute(text("EXPLAIN " + fast_sql), fast_params).scalars())
-    return {
-        "sql_prob_query_s": fast_s,
-        "sql_prob_query_full_scan_s": full_s,
-        "sql_prob_query_hits": fast_hits,
-        "sql_summary_query_s": summary_s,
-        "sql_prob_query_uses_z_index": "run_id_tract_id_z_q50" in plan,
-        "sql_rows": rows,
-    }
+    out["sql_summary_query_s"], _ = _best_of(
+        engine, summary_sql, {"run": run_id, "tract": SQL_TRACT, "z1": Z1, "z2": Z2}
+    )
+    return out
 
 
 def run_pipeline_benchmark(
@@ -382,7 +415,7 @@ def run_pipeline_benchmark(
         f"{n} objects simulated with the shipped emulator (interim prior, LSST 10-year depth, "
         f"i < 25.3) in {tracts} tracts, Rubin Object-table Parquet; shipped npe_mlp estimator, "
         f"gmm_flow posteriors; batches of {batch_size}; Celery on the configured Redis broker. "
-        f"SQL: {sql_rows} copies of those posteriors in one tract, P({Z1} < z < {Z2}) > {P_MIN}, "
-        "best of 3"
+        f"SQL: {sql_rows} copies of those posteriors in one tract, P({Z1} < z < {Z2}) > {P_MIN} "
+        f"(wide: P({WIDE[0]} < z < {WIDE[1]}) > {WIDE[2]}), best of 3"
     )
     return out

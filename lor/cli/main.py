@@ -233,6 +233,9 @@ cli.add_command(run_group)
 cli.add_command(process_command)
 cli.add_command(worker_command)
 cli.add_command(status_command)
+from lor.cli.runs import register  # noqa: E402
+
+register(cli, bench)
 
 if __name__ == "__main__":
     cli()

@@ -509,6 +509,9 @@ class Posterior(Base):
 
 
 Index("ix_posteriors_run_z_q50", Posterior.run_id, Posterior.z_q50)
+# Created by migration 0003 (per-tract queries of one run; object lookups in the views).
+Index("ix_posteriors_run_id_tract_id_z_q50", Posterior.run_id, Posterior.tract_id, Posterior.z_q50)
+Index("ix_posteriors_tract_id_object_id", Posterior.tract_id, Posterior.object_id)
 # Rows are only appended, so created_at follows the physical order: a BRIN index finds the
 # last minute's posteriors (processing rate) by visiting only the newest block ranges.
 Index("ix_posteriors_created_at", Posterior.created_at, postgresql_using="brin")
