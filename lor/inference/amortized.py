@@ -21,6 +21,8 @@ from lor.inference.flags import Flag
 EDGE_FRACTION = 0.01
 EDGE_MASS_LIMIT = 0.2
 CHI2_DRAWS = 8
+FALLBACK_TRIGGERS = Flag.INPUT_OOD | Flag.POOR_FIT | Flag.PRIOR_EDGE
+"""Flags that send an object to the MCMC fallback (when the run asks for it)."""
 
 
 @dataclass
@@ -45,6 +47,8 @@ class PhotometryPosteriors:
         estimator: AmortizedEstimator,
         emulator,
         n_summary_samples: int = 64,
+        fallback_prior=None,  # type: ignore[no-untyped-def]  # PopulationPrior: MCMC for flagged objects
+        fallback_steps: dict[str, int] | None = None,
     ) -> None:  # type: ignore[no-untyped-def]
         self.estimator = estimator
         self.emulator = emulator
@@ -52,6 +56,8 @@ class PhotometryPosteriors:
         self.bands = estimator.band_names
         self.data_model = DataModel(bands=self.bands)
         self.n_summary_samples = n_summary_samples
+        self.fallback_prior = fallback_prior
+        self.fallback_steps = fallback_steps or {"n_burn": 1000, "n_steps": 1000, "thin": 10}
         ood = estimator.ood
         self._density = {
             k[8:]: ood[k] for k in ood if k.startswith("density_") and k != "density_threshold"
@@ -120,7 +126,37 @@ class PhotometryPosteriors:
                 density[rows[complete]] = dens
                 flags[rows[complete][dens < self._density_threshold]] |= Flag.INPUT_OOD
         method = np.where(usable_rows, "amortized", "none").astype(object)
+        if self.fallback_prior is not None:
+            redo = np.flatnonzero(usable_rows & (flags & FALLBACK_TRIGGERS != 0))
+            if len(redo):
+                new = self._mcmc_fallback(
+                    params[redo], flux[redo], np.where(unusable[redo], np.nan, err[redo]), seed
+                )
+                params[redo] = new
+                s, _ = self._summaries(new, seed)
+                for k, v in s.items():
+                    summaries[k][redo] = v
+                flags[redo] |= Flag.FALLBACK
+                method[redo] = "mcmc"
         return InferenceResult(params, summaries, flags, method, chi2, density)
+
+    def _mcmc_fallback(
+        self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, seed: int
+    ) -> np.ndarray:
+        """Posteriors by MCMC (emulator likelihood x prior), compressed to the stored form."""
+        from lor.inference.validation import mcmc_reference
+
+        samples, _ = mcmc_reference(
+            self.emulator,
+            self.fallback_prior,
+            self.rep,
+            params,
+            flux,
+            err,
+            seed=seed,
+            **self.fallback_steps,
+        )
+        return self.rep.fit(samples).astype(np.float32)
 
     def _summaries(self, params: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The 24 summary columns; one set of posterior draws serves log SFR and the edge check."""

@@ -3,7 +3,9 @@
 Built once per worker process from the run's pinned versions: the estimator and emulator
 artifacts are loaded from their recorded locations only after their sha256 verifies, and the
 calibration version's per-tract terms are read once. Objects of a tract the calibration does
-not cover are processed uncalibrated and flagged.
+not cover are processed uncalibrated and flagged. With ``mcmc_fallback: true`` in the run
+config, objects flagged out of distribution, at a prior edge or poorly fit are redone by MCMC
+under the run's prior and stored with method ``mcmc`` and the FALLBACK flag.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def amortized_processor(run: Run) -> AmortizedProcessor:
                 )
             emu_row = model_version(conn, run.emulator_version_id)
             emulator = load_emulator(Path(emu_row.artifact_uri), emu_row.artifact_sha256)
+            prior = _fallback_prior(conn, run) if run.config.get("mcmc_fallback") else None
             calibration = (
                 terms_by_tract(conn, run.calibration_version_id, estimator.band_names)
                 if run.calibration_version_id is not None
@@ -78,4 +81,21 @@ def amortized_processor(run: Run) -> AmortizedProcessor:
             )
     finally:
         engine.dispose()
-    return AmortizedProcessor(PhotometryPosteriors(estimator, emulator), calibration)
+    return AmortizedProcessor(
+        PhotometryPosteriors(estimator, emulator, fallback_prior=prior), calibration
+    )
+
+
+def _fallback_prior(conn, run: Run):  # type: ignore[no-untyped-def]
+    """The run's pinned prior (interim if none) for MCMC on flagged objects."""
+    from sqlalchemy import select
+
+    from lor.db.models import PriorVersion
+    from lor.inference.prior import PopulationPrior
+
+    if run.prior_version_id is None:
+        return PopulationPrior()
+    hyper = conn.execute(
+        select(PriorVersion.hyperparameters).where(PriorVersion.id == run.prior_version_id)
+    ).scalar_one()
+    return PopulationPrior(hyperparameters={k: float(v) for k, v in hyper.items()})

@@ -94,3 +94,28 @@ def test_out_of_distribution_input_is_flagged(engine: PhotometryPosteriors, held
     result = engine.infer(weird, err)
     flagged = (result.flags & (Flag.INPUT_OOD | Flag.POOR_FIT)) != 0
     assert flagged.mean() > 0.9
+
+
+def test_mcmc_fallback_for_flagged_objects(held_out) -> None:
+    """Flagged objects are redone by MCMC (method 'mcmc', FALLBACK bit); the rest stay amortized."""
+    from lor.inference.prior import PopulationPrior
+
+    cat, _ = held_out
+    engine = PhotometryPosteriors(
+        load_shipped_estimator(),
+        load_shipped_emulator(),
+        fallback_prior=PopulationPrior(),
+        fallback_steps={"n_burn": 200, "n_steps": 200, "thin": 5},
+    )
+    flux, err = cat.flux[:20].copy(), cat.flux_err[:20].copy()
+    flux[0] = np.array([5000.0, 200.0, 5000.0, 200.0, 5000.0, 200.0])  # an impossible SED
+    err[0] = 5.0
+    result = engine.infer(flux, err)
+    redone = result.method == "mcmc"
+    assert redone[0] and result.flags[0] & Flag.FALLBACK
+    assert np.all((result.flags[redone] & Flag.FALLBACK) != 0)
+    assert np.all(result.method[~redone] == "amortized")
+    assert (
+        np.isfinite(result.params[redone]).all()
+        and np.isfinite(result.summaries["z_q50"][redone]).all()
+    )
