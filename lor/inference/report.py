@@ -75,20 +75,21 @@ def write_report(out: Path, n_objects: int = 10_000, n_mcmc: int = 200) -> dict[
         fig, axes = plt.subplots(2, 4, figsize=(13, 6))
         grid = np.linspace(rep.box_lo[0], rep.box_hi[0], 800)
         for ax, j in zip(axes.ravel(), range(len(idx)), strict=False):
+            pdf = np.asarray(
+                rep.marginal(arrays["params"][idx[j] : idx[j] + 1], 0).pdf(grid[None, :])
+            ).reshape(-1)
+            peak = grid[np.argmax(pdf)]
+            window = (max(grid[0], peak - 1.0), min(grid[-1], peak + 1.0))
             ax.hist(
                 samples[j, :, 0],
-                bins=60,
-                range=(grid[0], grid[-1]),
+                bins=np.linspace(*window, 61),
                 density=True,
                 alpha=0.4,
                 label="MCMC",
             )
-            pdf = np.asarray(
-                rep.marginal(arrays["params"][idx[j] : idx[j] + 1], 0).pdf(grid[None, :])
-            ).reshape(-1)
             ax.plot(grid, pdf, "r-", lw=1, label="amortized")
             ax.axvline(arrays["z_true"][idx[j]], color="k", lw=0.8)
-            ax.set(xlim=(max(0, grid[np.argmax(pdf)] - 1), grid[np.argmax(pdf)] + 1), xlabel="z")
+            ax.set(xlim=window, xlabel="z")
         axes.ravel()[0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "posteriors_vs_mcmc.png", dpi=110)
