@@ -22,6 +22,7 @@ from lor.pipeline.ingest import ingest_catalog
 
 DEMO_RELEASE = "example-DR1"
 INTERIM_PRIOR_NAME = "interim-population-v1"
+DEMO_RUN = "example-demo"
 
 PROBABILITY_QUERY = """
 SELECT o.catalog_id, p.z_q50, lor.pz_prob(p.params, 0.8, 1.0) AS p_08_10
@@ -57,8 +58,9 @@ def register_shipped_models(engine) -> dict[str, int]:  # type: ignore[no-untype
 
 
 def run_demo(out: Path | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    from lor.errors import NotFoundError
     from lor.pipeline.processing import process_run
-    from lor.pipeline.runs import create_run
+    from lor.pipeline.runs import create_run, get_run
 
     out = out or get_settings().home / "demo"
     out.mkdir(parents=True, exist_ok=True)
@@ -74,17 +76,28 @@ def run_demo(out: Path | None = None, echo: Callable[[str], None] = print) -> di
         f"ingested {EXAMPLE_CATALOG.name}: read {summary.rows_read}, new {summary.rows_new}, "
         f"unchanged {summary.rows_unchanged}, rejected {summary.rows_rejected}"
     )
-    queued = create_run(
-        engine,
-        DEMO_RELEASE,
-        emulator=ids["emulator"],
-        estimator=ids["estimator"],
-        prior=ids["prior"],
-    )
-    run = queued.run
-    echo(f"run {run.name} (id {run.id}): {queued.enqueued} objects queued")
+    try:  # a second demo reuses its run (and finishes it if it was interrupted)
+        run = get_run(engine, DEMO_RUN)
+        echo(f"run {run.name} (id {run.id}) exists: resuming")
+    except NotFoundError:
+        queued = create_run(
+            engine,
+            DEMO_RELEASE,
+            name=DEMO_RUN,
+            emulator=ids["emulator"],
+            estimator=ids["estimator"],
+            prior=ids["prior"],
+        )
+        run = queued.run
+        echo(f"run {run.name} (id {run.id}): {queued.enqueued} objects queued")
     counts = process_run(engine, run.id)
-    echo(f"processed: {counts.done} posteriors stored, {counts.failed} failed")
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT count(*) FROM lor.posteriors WHERE run_id = :r"), {"r": run.id}
+        ).scalar_one()
+    echo(
+        f"processed now: {counts.done} posteriors stored, {counts.failed} failed; run holds {stored}"
+    )
 
     with engine.connect() as conn:
         tract = conn.execute(
