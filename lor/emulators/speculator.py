@@ -180,14 +180,32 @@ class SpeculatorEmulator:
         """Magnitudes as a TF op (no checks; for likelihoods inside TF graphs)."""
         return self._graph(theta)
 
-    def magnitudes(self, params: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """AB magnitudes (N, B) for parameters (N, D); NaN raises, see :meth:`in_training_box`."""
+    def predict(self, params: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """Magnitudes (N, B) and the in-training-box mask (N,): out-of-box rows are flagged."""
         from lor.inference.estimator import padded_batches
 
-        return padded_batches(self._predict, self.check(params), batch_size, len(self.band_names))
+        params = self.check(params)
+        mags = padded_batches(self._predict, params, batch_size, len(self.band_names))
+        return mags, self.in_training_box(params)
 
-    def fluxes_njy(self, params: np.ndarray) -> np.ndarray:
-        return 3631e9 * 10.0 ** (-0.4 * self.magnitudes(params).astype(np.float64))
+    def magnitudes(self, params: np.ndarray, allow_extrapolation: bool = False) -> np.ndarray:
+        """AB magnitudes (N, B) for parameters (N, D).
+
+        NaN raises; so does any row outside the training box unless ``allow_extrapolation``
+        (use :meth:`predict` to get the values with a per-row flag instead).
+        """
+        mags, inside = self.predict(params)
+        if not allow_extrapolation and not inside.all():
+            rows = np.flatnonzero(~inside)
+            raise ParameterError(
+                f"{rows.size} parameter rows lie outside the emulator's training box (first row "
+                f"{int(rows[0])}); it would extrapolate. Box: {dict(zip(self.param_names, zip(self.box_lo.tolist(), self.box_hi.tolist(), strict=True), strict=True))}"
+            )
+        return mags
+
+    def fluxes_njy(self, params: np.ndarray, allow_extrapolation: bool = False) -> np.ndarray:
+        mags = self.magnitudes(params, allow_extrapolation)
+        return 3631e9 * 10.0 ** (-0.4 * mags.astype(np.float64))
 
     def check(self, params: np.ndarray) -> np.ndarray:
         arr = np.asarray(params, dtype=np.float32)
@@ -204,7 +222,8 @@ class SpeculatorEmulator:
     def in_training_box(self, params: np.ndarray) -> np.ndarray:
         """True where a parameter vector lies inside the training box (mass excepted)."""
         p = np.asarray(params, np.float64)
-        inside = (p >= self.box_lo) & (p <= self.box_hi)
+        slack = 1e-6 * (self.box_hi - self.box_lo)  # float32 rounding of values on the edges
+        inside = (p >= self.box_lo - slack) & (p <= self.box_hi + slack)
         inside[:, self.mass_index] = True
         return inside.all(axis=1)
 

@@ -69,6 +69,10 @@ def test_bad_input_is_refused_or_flagged(emulator) -> None:
     q[1, 0] = 7.5  # redshift beyond the training box
     q[2, MASS_INDEX] = 14.0  # mass is an exact shift: never out of the box
     assert emulator.in_training_box(q).tolist() == [True, False, True, True]
+    with pytest.raises(ParameterError, match="outside the emulator's training box"):
+        emulator.magnitudes(q)
+    mags, inside = emulator.predict(q)
+    assert inside.tolist() == [True, False, True, True] and np.isfinite(mags).all()
     with pytest.raises(UnknownBandError, match="available"):
         emulator.band_indices(["g", "Ks"])
 
