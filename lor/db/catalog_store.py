@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, text, update
 
 from lor.db.copy_binary import Field
-from lor.db.models import BandSet, Ingest, IngestReject, Release, Tract
+from lor.db.models import BandSet, Ingest, IngestReject, Release
 from lor.errors import IngestError, NotFoundError
 
 LSST_BANDS = ("u", "g", "r", "i", "z", "y")
@@ -217,8 +217,3 @@ def insert_rejects(conn: Connection, ingest_id: int, rejects: list[dict[str, Any
         for r in rejects
     ]
     conn.execute(insert(IngestReject), rows)
-
-
-def ensure_tract_exists(conn: Connection, tract_id: int) -> None:
-    if conn.execute(select(Tract.id).where(Tract.id == tract_id)).scalar_one_or_none() is None:
-        raise NotFoundError(f"unknown tract {tract_id}")

@@ -10,8 +10,8 @@ Two exact pieces of physics are kept out of the network, so it only learns the s
 
 The network sees physically motivated features rather than the raw box coordinates: the
 logarithm of the population age fraction and of age / tau, where colours change fastest
-(young bursts, quenched populations), so those regions are spread out instead of squeezed
-into a corner of the box (measured: halves the held-out rms).
+(young bursts, quenched populations). At 4x128 on 2e5 samples they did not change the
+held-out rms (0.053 vs 0.051 mag without); the shipped 4x256 network uses them.
 
 Parameters outside the training box are flagged (``in_training_box``), never silently
 trusted; NaN parameters raise :class:`~lor.errors.ParameterError`.
@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from lor.artifacts import read_artifact, write_artifact
+from lor.batching import padded_batches
 from lor.errors import ParameterError, UnknownBandError
 
 FAMILY = "speculator"
@@ -182,8 +183,6 @@ class SpeculatorEmulator:
 
     def predict(self, params: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """Magnitudes (N, B) and the in-training-box mask (N,): out-of-box rows are flagged."""
-        from lor.inference.estimator import padded_batches
-
         params = self.check(params)
         mags = padded_batches(self._predict, params, batch_size, len(self.band_names))
         return mags, self.in_training_box(params)

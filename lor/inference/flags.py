@@ -31,8 +31,3 @@ class Flag(IntFlag):
     """The posterior came from the fallback method (MCMC), not the amortized estimator."""
     UNCALIBRATED_TRACT = 256
     """The object's tract has no term in the pinned calibration version (used as is)."""
-
-
-def describe(bits: int) -> list[str]:
-    """Names of the flags set in ``bits``."""
-    return [flag.name for flag in Flag if bits & flag]  # type: ignore[misc]

@@ -123,10 +123,10 @@ class PopulationPrior:
                 "log_zmet",
             ),
             "log_tau": self._trunc_normal(self._h("tau_mean"), self._h("tau_sigma"), "log_tau"),
-            "age_frac": _truncated(
+            "age_frac": _TruncatedByCdf(
                 tfd.Beta(self._h("age_a"), self._h("age_b")), *self._bounds("age_frac")
             ),
-            "av": _truncated(tfd.Exponential(1.0 / self._h("av_scale")), *self._bounds("av")),
+            "av": _TruncatedByCdf(tfd.Exponential(1.0 / self._h("av_scale")), *self._bounds("av")),
             "dust_n": self._trunc_normal(self._h("dust_n_mean"), self._h("dust_n_sigma"), "dust_n"),
             "log_u": self._trunc_normal(self._h("logu_mean"), self._h("logu_sigma"), "log_u"),
         }
@@ -173,11 +173,6 @@ class PopulationPrior:
             "selection": dict(self.selection),
             "box": {k: list(v) for k, v in self.box.items()},
         }
-
-
-def _truncated(dist: tfd.Distribution, low: float, high: float) -> tfd.Distribution:
-    """A continuous scalar distribution truncated to [low, high] (renormalized by its CDF)."""
-    return _TruncatedByCdf(dist, low, high)
 
 
 class _TruncatedByCdf(tfd.Distribution):

@@ -49,8 +49,7 @@ def object_ids(catalog_id: np.ndarray, input_hash: np.ndarray) -> np.ndarray:
     """Deterministic object-version keys, shape (N, 16) uint8 (stored as PostgreSQL uuid).
 
     Bytes 0-7: the catalog id, big-endian with the sign bit flipped, so keys sort by catalog
-    id and index inserts of a catalog in id order are near-sequential (measured 1.7x faster
-    COPY than random keys). Bytes 8-15: the first half of the 128-bit ``input_hash``, so a
+    id and index inserts of a catalog in id order are near-sequential rather than random. Bytes 8-15: the first half of the 128-bit ``input_hash``, so a
     changed measurement gives a new version key and an identical one the same key.
     """
     out = np.empty((len(catalog_id), 16), np.uint8)
