@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         default=250_000, description="Rows per COPY chunk during ingestion.", gt=0
     )
     db_schema: str = Field(default="lor", description="PostgreSQL schema holding lor's tables.")
+    compute_threads: int = Field(
+        default=1,
+        description="Threads per worker process for TensorFlow and BLAS. One: workers scale "
+        "by processes, and idle BLAS/TF threads spin on the cores the database and the other "
+        "workers need (measured in lor bench pipeline).",
+        gt=0,
+    )
 
 
 def load_yaml_config(cls: type[T], path: Path) -> T:

@@ -68,7 +68,9 @@ def refuse_stale_schema(**_: Any) -> None:
 
 @worker_process_init.connect
 def check_schema_in_child(**_: Any) -> None:
-    """In every pool process: connect and check the schema once, before the first task."""
+    """In every pool process: size the compute thread pools, then connect and check the
+    schema once, before the first task."""
+    processing.limit_compute_threads()
     try:
         worker_engine()
     except LorError as exc:  # tasks raise it again; the work stays pending in PostgreSQL

@@ -102,9 +102,10 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
 
     The processor comes from the run's estimator, or from LOR_PROCESSOR_FACTORY=module:callable.
     """
-    from lor.pipeline.processing import process_run
+    from lor.pipeline.processing import limit_compute_threads, process_run
     from lor.pipeline.runs import get_run, run_status
 
+    limit_compute_threads()
     engine = _engine()
     found = get_run(engine, run)
     counts = process_run(engine, found.id, size=batch_size, progress=not no_progress)

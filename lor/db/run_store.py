@@ -254,7 +254,7 @@ def enqueue_objects(
                    AND w.object_id = o.object_id AND w.run_id = ANY(:others)
                    AND w.state IN ('pending', 'claimed'))"""
         )
-    return conn.execute(
+    queued = conn.execute(
         text(
             f"""INSERT INTO lor.work_items (tract_id, run_id, object_id, state)
                 SELECT o.tract_id, :run_id, o.object_id, 'pending'
@@ -270,6 +270,12 @@ def enqueue_objects(
             "others": others,
         },
     ).rowcount
+    if queued:
+        # Fresh statistics before the first claim: with the new items unseen by the planner
+        # (autovacuum analyses within a minute or so), the claim's join is planned with the
+        # whole run as its inner side, which costs O(run size) per claimed item.
+        conn.execute(text("ANALYZE lor.work_items"))
+    return queued
 
 
 def _index_nested_loops(conn: Connection) -> None:

@@ -181,10 +181,10 @@ class SpeculatorEmulator:
         """Magnitudes as a TF op (no checks; for likelihoods inside TF graphs)."""
         return self._graph(theta)
 
-    def predict(self, params: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Magnitudes (N, B) and the in-training-box mask (N,): out-of-box rows are flagged."""
         params = self.check(params)
-        mags = padded_batches(self._predict, params, batch_size, len(self.band_names))
+        mags = padded_batches(self._predict, params, len(self.band_names))
         return mags, self.in_training_box(params)
 
     def magnitudes(self, params: np.ndarray, allow_extrapolation: bool = False) -> np.ndarray:

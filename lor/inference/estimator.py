@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from lor.artifacts import read_artifact, write_artifact
+from lor.batching import padded_batches
 from lor.errors import ArtifactError
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
 
@@ -145,16 +146,10 @@ class AmortizedEstimator:
     def standardized(self, features: np.ndarray) -> np.ndarray:
         return (features - self._x_mean.numpy()) / self._x_std.numpy()
 
-    def posterior_params(self, features: np.ndarray, batch_size: int = 32768) -> np.ndarray:
+    def posterior_params(self, features: np.ndarray) -> np.ndarray:
         """Stored representation parameters (N, P) float32 for input features (N, 3B)."""
-        out = [
-            self._forward(tf.constant(features[i : i + batch_size])).numpy()
-            for i in range(0, len(features), batch_size)
-        ]
-        return (
-            np.concatenate(out)
-            if out
-            else np.empty((0, self.representation.floats_per_object), np.float32)
+        return padded_batches(
+            self._forward, np.asarray(features, np.float32), self.representation.floats_per_object
         )
 
     def u_log_prob(self, params: tf.Tensor, u: tf.Tensor) -> tf.Tensor:

@@ -81,9 +81,9 @@ def amortized_processor(run: Run) -> AmortizedProcessor:
             )
     finally:
         engine.dispose()
-    return AmortizedProcessor(
-        PhotometryPosteriors(estimator, emulator, fallback_prior=prior), calibration
-    )
+    posteriors = PhotometryPosteriors(estimator, emulator, fallback_prior=prior)
+    posteriors.warm_up()
+    return AmortizedProcessor(posteriors, calibration)
 
 
 def _fallback_prior(conn, run: Run):  # type: ignore[no-untyped-def]
