@@ -227,10 +227,17 @@ def bench_posteriors() -> None:
     click.echo(json.dumps(run_summaries_benchmark(), default=float))
 
 
-from lor.cli.runs import process_command, run_group, status_command, worker_command  # noqa: E402
+from lor.cli.runs import (  # noqa: E402
+    process_command,
+    reprocess_command,
+    run_group,
+    status_command,
+    worker_command,
+)
 
 cli.add_command(run_group)
 cli.add_command(process_command)
+cli.add_command(reprocess_command)
 cli.add_command(worker_command)
 cli.add_command(status_command)
 from lor.cli.runs import register  # noqa: E402

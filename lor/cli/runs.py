@@ -1,8 +1,9 @@
-"""``lor run create|extend|dispatch``, ``lor process``, ``lor worker``, ``lor status``,
-``lor export`` and ``lor bench pipeline``.
+"""``lor run create|extend|dispatch``, ``lor process``, ``lor reprocess``, ``lor worker``,
+``lor status``, ``lor export`` and ``lor bench pipeline``.
 
 Commands parse arguments and format results; the logic is in :mod:`lor.pipeline.runs`,
-:mod:`lor.pipeline.processing`, :mod:`lor.pipeline.export` and :mod:`lor.bench.pipeline`.
+:mod:`lor.pipeline.reprocess`, :mod:`lor.pipeline.processing`, :mod:`lor.pipeline.export` and
+:mod:`lor.bench.pipeline`.
 Registered on the main group in :mod:`lor.cli.main` (:func:`register` adds the last two).
 """
 
@@ -35,7 +36,8 @@ def _run_line(run: Run) -> str:
         f"{kind} {getattr(run, f'{kind}_version_id') or '-'}"
         for kind in ("emulator", "estimator", "prior", "calibration")
     )
-    return f"run {run.id} ({run.name}) release {run.release_name} [{versions}] {run.status}"
+    parent = f" reprocessing run {run.parent_run_id}" if run.parent_run_id is not None else ""
+    return f"run {run.id} ({run.name}){parent} release {run.release_name} [{versions}] {run.status}"
 
 
 @click.group("run")
@@ -86,11 +88,17 @@ def run_extend(run: str, release: str) -> None:
 def run_dispatch(run: str, batch_size: int | None) -> None:
     """Hand RUN to the Celery workers (sends one dispatch message; safe to repeat)."""
     from lor.pipeline.runs import get_run
-    from workers.app import app
 
     found = get_run(_engine(), run)
-    app.send_task("lor.dispatch_run", args=(found.id, batch_size))
-    click.echo(f"{_run_line(found)}: dispatch sent to {app.conf.broker_url.split('@')[-1]}")
+    click.echo(f"{_run_line(found)}: {_dispatch(found.id, batch_size)}")
+
+
+def _dispatch(run_id: int, batch_size: int | None) -> str:
+    """Send one dispatch message for a run to the Celery workers; says where it went."""
+    from workers.app import app
+
+    app.send_task("lor.dispatch_run", args=(run_id, batch_size))
+    return f"dispatch sent to {app.conf.broker_url.split('@')[-1]}"
 
 
 @click.command("process")
@@ -110,6 +118,49 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
     found = get_run(engine, run)
     counts = process_run(engine, found.id, size=batch_size, progress=not no_progress)
     status = run_status(engine, found.id)
+    click.echo(
+        f"{_run_line(status.run)}: processed {counts.done}, failed {counts.failed}; "
+        + _counts_text(status.counts)
+    )
+
+
+@click.command("reprocess")
+@click.argument("parent_run")
+@click.option("--prior", default=None, help="New prior version, id or name (default: parent's).")
+@click.option(
+    "--calibration", default=None, help="New calibration version, id or name (default: parent's)."
+)
+@click.option("--name", default=None, help="Run name (default run-<id>).")
+@click.option("--batch-size", type=int, default=None, help="Objects per claimed batch.")
+@click.option("--dispatch", is_flag=True, help="Hand the run to the Celery workers instead.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def reprocess_command(parent_run: str, prior: str | None, calibration: str | None,
+                      name: str | None, batch_size: int | None, dispatch: bool,
+                      no_progress: bool) -> None:  # fmt: skip
+    """Update PARENT_RUN's posteriors to a new prior and/or calibration by reweighting them.
+
+    Queues only the affected objects (all of them for a new prior; those of tracts whose
+    calibration terms changed otherwise), then processes them here, or with --dispatch on the
+    Celery workers. New rows are written; the parent's are kept.
+    """
+    from lor.pipeline.processing import limit_compute_threads, process_run
+    from lor.pipeline.reprocess import create_reprocess_run
+    from lor.pipeline.runs import run_status
+
+    engine = _engine()
+    config = {"batch_size": batch_size} if batch_size is not None else {}
+    queued = create_reprocess_run(engine, parent_run, prior, calibration, name, config)
+    run, plan = queued.run, queued.run.config["reprocess"]
+    click.echo(
+        f"{_run_line(run)}: {' and '.join(plan['reasons'])} changed; queued {queued.enqueued} "
+        f"objects in {len(plan['affected_tracts'])} affected tracts"
+    )
+    if dispatch:
+        click.echo(_dispatch(run.id, batch_size))
+        return
+    limit_compute_threads()
+    counts = process_run(engine, run.id, progress=not no_progress)
+    status = run_status(engine, run.id)
     click.echo(
         f"{_run_line(status.run)}: processed {counts.done}, failed {counts.failed}; "
         + _counts_text(status.counts)

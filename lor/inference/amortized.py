@@ -36,6 +36,31 @@ class InferenceResult:
     input_log_density: np.ndarray  # (N,)
 
 
+@dataclass
+class PreparedPhotometry:
+    """Photometry ready for the likelihood (see :meth:`PhotometryPosteriors.prepare`)."""
+
+    flux: np.ndarray  # (N, B) nJy, dereddened and calibrated; 0 where unusable
+    err: np.ndarray  # (N, B) nJy; 1 where unusable
+    unusable: np.ndarray  # (N, B) bool: missing or bad
+    flags: np.ndarray  # (N,) int32: BAD_INPUT, MISSING_BANDS, NO_POSTERIOR
+
+    @property
+    def usable_rows(self) -> np.ndarray:
+        return ~self.unusable.all(axis=1)
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """The estimator's input features of ``rows``."""
+        return input_features(self.flux[rows], self.err[rows], self.unusable[rows])
+
+
+@dataclass
+class PosteriorChecks:
+    flags: np.ndarray  # (N,) int32: PRIOR_EDGE, POOR_FIT, INPUT_OOD
+    reduced_chi2: np.ndarray  # (N,) NaN where not checked
+    input_log_density: np.ndarray  # (N,) NaN where not checked
+
+
 def band_mask(bits: np.ndarray, n_bands: int) -> np.ndarray:
     return (np.asarray(bits, np.int64)[:, None] >> np.arange(n_bands)) & 1 == 1
 
@@ -87,7 +112,7 @@ class PhotometryPosteriors:
         b = len(self.bands)  # and the one-off tables (extinction, age of the universe)
         self.infer(np.full((8, b), 1e3), np.full((8, b), 10.0), ebv=np.zeros(8))
 
-    def infer(
+    def prepare(
         self,
         flux: np.ndarray,
         flux_err: np.ndarray,
@@ -95,8 +120,9 @@ class PhotometryPosteriors:
         ebv: np.ndarray | None = None,
         zeropoint_offset: np.ndarray | None = None,
         noise_scale: np.ndarray | None = None,
-        seed: int = 0,
-    ) -> InferenceResult:
+    ) -> PreparedPhotometry:
+        """Catalog photometry as the likelihood sees it: unusable bands dropped (and flagged),
+        Galactic extinction undone, the calibration's zeropoints and noise scales applied."""
         flux = np.asarray(flux, np.float64)
         err = np.asarray(flux_err, np.float64)
         n, b = flux.shape
@@ -114,50 +140,76 @@ class PhotometryPosteriors:
             flux, err = flux * factor, err * factor
         if noise_scale is not None:
             err = err * np.nan_to_num(noise_scale, nan=1.0)
-        usable_rows = ~unusable.all(axis=1)
-        flags[~usable_rows] |= Flag.NO_POSTERIOR
+        flags[unusable.all(axis=1)] |= Flag.NO_POSTERIOR
+        return PreparedPhotometry(flux, err, unusable, flags)
 
+    def infer(
+        self,
+        flux: np.ndarray,
+        flux_err: np.ndarray,
+        missing_bits: np.ndarray | None = None,
+        ebv: np.ndarray | None = None,
+        zeropoint_offset: np.ndarray | None = None,
+        noise_scale: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> InferenceResult:
+        data = self.prepare(flux, flux_err, missing_bits, ebv, zeropoint_offset, noise_scale)
+        n = len(data.flux)
+        flags = data.flags.copy()
         params = np.full((n, self.rep.floats_per_object), np.nan, np.float32)
-        summaries = {}
+        summaries: dict[str, np.ndarray] = {}
         chi2 = np.full(n, np.nan)
         density = np.full(n, np.nan)
-        rows = np.flatnonzero(usable_rows)
+        rows = np.flatnonzero(data.usable_rows)
         if len(rows):
-            features = input_features(flux[rows], err[rows], unusable[rows])
-            p = self.estimator.posterior_params(features)
-            params[rows] = p
-            s, theta = self._summaries(p, seed)
-            summaries = {k: np.full(n, np.nan) for k in s}
-            for k, v in s.items():
-                summaries[k][rows] = v
-            flags[rows] |= self._edge_flags(theta)
-            chi2[rows] = self._reduced_chi2(
-                p, theta, flux[rows], err[rows], unusable[rows], self._chi2_threshold
-            )
-            flags[rows[chi2[rows] > self._chi2_threshold]] |= Flag.POOR_FIT
-            complete = ~unusable[rows].any(axis=1)
-            if self._input_density is not None and complete.any():
-                dens = self._input_density(self.estimator.standardized(features[complete]))
-                density[rows[complete]] = dens
-                flags[rows[complete][dens < self._density_threshold]] |= Flag.INPUT_OOD
-        method = np.where(usable_rows, "amortized", "none").astype(object)
+            params[rows] = self.estimator.posterior_params(data.features(rows))
+            summaries, checks = self.summaries_and_checks(params, data, rows, seed)
+            flags |= checks.flags
+            chi2, density = checks.reduced_chi2, checks.input_log_density
+        method = np.where(data.usable_rows, "amortized", "none").astype(object)
         if self.fallback_prior is not None:
-            redo = np.flatnonzero(usable_rows & (flags & FALLBACK_TRIGGERS != 0))
+            redo = np.flatnonzero(data.usable_rows & (flags & FALLBACK_TRIGGERS != 0))
             if len(redo):
-                new = self._mcmc_fallback(
-                    params[redo], flux[redo], np.where(unusable[redo], np.nan, err[redo]), seed
+                new = self.mcmc(
+                    params[redo],
+                    data.flux[redo],
+                    np.where(data.unusable[redo], np.nan, data.err[redo]),
+                    seed,
                 )
                 params[redo] = new
-                s, _ = self._summaries(new, seed)
+                s, _ = self.summaries(new, seed)
                 for k, v in s.items():
                     summaries[k][redo] = v
                 flags[redo] |= Flag.FALLBACK
                 method[redo] = "mcmc"
         return InferenceResult(params, summaries, flags, method, chi2, density)
 
-    def _mcmc_fallback(
-        self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, seed: int
-    ) -> np.ndarray:
+    def summaries_and_checks(
+        self, params: np.ndarray, data: PreparedPhotometry, rows: np.ndarray, seed: int
+    ) -> tuple[dict[str, np.ndarray], PosteriorChecks]:
+        """Summary columns (NaN outside ``rows``) and the posterior checks of ``params[rows]``
+        against the prepared photometry: prior edge, posterior-predictive fit, input density."""
+        n = len(data.flux)
+        p = params[rows]
+        s, theta = self.summaries(p, seed)
+        summaries = {k: np.full(n, np.nan) for k in s}
+        for k, v in s.items():
+            summaries[k][rows] = v
+        checks = PosteriorChecks(np.zeros(n, np.int32), np.full(n, np.nan), np.full(n, np.nan))
+        checks.flags[rows] |= self._edge_flags(theta)
+        chi2 = self._reduced_chi2(
+            p, theta, data.flux[rows], data.err[rows], data.unusable[rows], self._chi2_threshold
+        )
+        checks.reduced_chi2[rows] = chi2
+        checks.flags[rows[chi2 > self._chi2_threshold]] |= Flag.POOR_FIT
+        complete = rows[~data.unusable[rows].any(axis=1)]
+        if self._input_density is not None and len(complete):
+            dens = self._input_density(self.estimator.standardized(data.features(complete)))
+            checks.input_log_density[complete] = dens
+            checks.flags[complete[dens < self._density_threshold]] |= Flag.INPUT_OOD
+        return summaries, checks
+
+    def mcmc(self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, seed: int) -> np.ndarray:
         """Posteriors by MCMC (emulator likelihood x prior), compressed to the stored form."""
         from lor.inference.validation import mcmc_reference
 
@@ -173,7 +225,7 @@ class PhotometryPosteriors:
         )
         return self.rep.fit(samples).astype(np.float32)
 
-    def _summaries(self, params: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def summaries(self, params: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The 24 summary columns; one set of posterior draws serves log SFR and the edge check."""
         from lor.posteriors.base import SUMMARY_QUANTILES
         from lor.posteriors.sample_stats import sample_summary

@@ -57,6 +57,20 @@ INTERIM_HYPERPARAMETERS: dict[str, float] = {
 }
 """Broad hyperparameters covering real galaxies: the interim prior estimators train under."""
 
+FACTORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "redshift": (("redshift",), ("z0", "alpha", "beta")),
+    "log_mstar": (("redshift", "log_mstar"), ("mass_mean", "mass_evolution", "mass_sigma")),
+    "log_zmet": (("log_mstar", "log_zmet"), ("mzr_zero", "mzr_slope", "mzr_sigma")),
+    "log_tau": (("log_tau",), ("tau_mean", "tau_sigma")),
+    "age_frac": (("age_frac",), ("age_a", "age_b")),
+    "av": (("av",), ("av_scale",)),
+    "dust_n": (("dust_n",), ("dust_n_mean", "dust_n_sigma")),
+    "log_u": (("log_u",), ("logu_mean", "logu_sigma")),
+}
+"""Each factor of the prior: (the parameters its density reads, its hyperparameters). A change
+of hyperparameters only changes the factors that own them, so a prior ratio needs only those
+factors and depends only on their parameters (:mod:`lor.hierarchy.reweight` uses this)."""
+
 DEFAULT_SELECTION: dict[str, Any] = {"band": "i", "mag_max": 25.3}
 """LSST gold-sample depth cut on the observed i-band magnitude."""
 
@@ -86,7 +100,12 @@ class PopulationPrior:
 
     # -- densities ---------------------------------------------------------------------
     def _h(self, name: str) -> tf.Tensor:
-        return tf.constant(float(self.hyperparameters[name]), tf.float64)
+        """A hyperparameter as a float64 tensor; values may themselves be tensors, so the
+        density is differentiable in them (hierarchical calibration fits them)."""
+        value = self.hyperparameters[name]
+        if isinstance(value, (tf.Tensor, tf.Variable)):
+            return tf.cast(value, tf.float64)
+        return tf.constant(float(value), tf.float64)
 
     def _bounds(self, name: str) -> tuple[float, float]:
         i = self._col[name]
@@ -131,18 +150,40 @@ class PopulationPrior:
             "log_u": self._trunc_normal(self._h("logu_mean"), self._h("logu_sigma"), "log_u"),
         }
 
+    def factor_log_probs(
+        self, theta: np.ndarray | tf.Tensor, factors: tuple[str, ...] | None = None
+    ) -> dict[str, tf.Tensor]:
+        """log density of each factor (all, or ``factors``) at ``theta`` (N, D); -inf outside
+        the box of the factor's own parameter."""
+        theta = tf.convert_to_tensor(theta, tf.float64)
+        wanted = tuple(FACTORS) if factors is None else factors
+        out: dict[str, tf.Tensor] = {}
+        if "redshift" in wanted:
+            z = theta[:, self._col["redshift"]]
+            lo, hi = self._bounds("redshift")
+            inside = (z >= lo) & (z <= hi)
+            safe_z = tf.where(inside, z, (lo + hi) / 2)
+            total = self._redshift_log_unnorm(safe_z) - self._redshift_log_norm()
+            out["redshift"] = tf.where(inside, total, -np.inf)
+        conditionals = self.conditionals(theta)
+        for name in wanted:
+            if name != "redshift":
+                out[name] = conditionals[name].log_prob(theta[:, self._col[name]])
+        return out
+
     def log_prob(self, theta: np.ndarray | tf.Tensor) -> tf.Tensor:
         """log p(theta | hyperparameters), shape (N,); -inf outside the box."""
-        theta = tf.convert_to_tensor(theta, tf.float64)
-        z = theta[:, self._col["redshift"]]
-        lo, hi = self._bounds("redshift")
-        inside = (z >= lo) & (z <= hi)
-        safe_z = tf.where(inside, z, (lo + hi) / 2)
-        total = self._redshift_log_unnorm(safe_z) - self._redshift_log_norm()
-        total = tf.where(inside, total, -np.inf)
-        for name, dist in self.conditionals(theta).items():
-            total += dist.log_prob(theta[:, self._col[name]])
-        return total
+        return tf.add_n(list(self.factor_log_probs(theta).values()))
+
+    def changed_factors(self, other: PopulationPrior) -> tuple[str, ...]:
+        """Factors whose density differs between this prior and ``other``."""
+        if self.box != other.box:
+            return tuple(FACTORS)
+        return tuple(
+            name
+            for name, (_, hyper) in FACTORS.items()
+            if any(self.hyperparameters[h] != other.hyperparameters[h] for h in hyper)
+        )
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """Draw (n, D) parameters (before any selection)."""

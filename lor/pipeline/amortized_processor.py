@@ -6,17 +6,23 @@ calibration version's per-tract terms are read once. Objects of a tract the cali
 not cover are processed uncalibrated and flagged. With ``mcmc_fallback: true`` in the run
 config, objects flagged out of distribution, at a prior edge or poorly fit are redone by MCMC
 under the run's prior and stored with method ``mcmc`` and the FALLBACK flag.
+
+The loading helpers (:func:`load_run_models`, :func:`load_prior`, :func:`calibration_arrays`)
+are shared with the reprocess processor (:mod:`lor.pipeline.reprocess_processor`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy import Connection, select
 
 from lor.db.calibration_store import terms_by_tract
 from lor.db.engine import make_engine
 from lor.db.model_store import model_version
+from lor.db.models import PriorVersion
 from lor.db.run_store import Run
 from lor.emulators.registry import load_emulator
 from lor.inference.amortized import PhotometryPosteriors
@@ -24,12 +30,17 @@ from lor.inference.flags import Flag
 from lor.inference.registry import load_estimator
 from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
 
+if TYPE_CHECKING:
+    from lor.inference.estimator import AmortizedEstimator
+    from lor.inference.prior import PopulationPrior
+
+#: ``{tract: (zeropoint offsets (B,), noise scales (B,))}`` of one calibration version.
+CalibrationTerms = dict[int, tuple[np.ndarray, np.ndarray]]
+
 
 class AmortizedProcessor:
     def __init__(
-        self,
-        engine_posteriors: PhotometryPosteriors,
-        calibration: dict[int, tuple[np.ndarray, np.ndarray]] | None,
+        self, engine_posteriors: PhotometryPosteriors, calibration: CalibrationTerms | None
     ) -> None:
         self.posteriors = engine_posteriors
         self.calibration = calibration
@@ -40,13 +51,8 @@ class AmortizedProcessor:
         zp = scale = None
         extra = np.zeros(n, np.int32)
         if self.calibration is not None:
-            zp, scale = np.zeros((n, b)), np.ones((n, b))
-            for tract in np.unique(batch.tract_id):
-                rows = batch.tract_id == tract
-                if int(tract) in self.calibration:
-                    zp[rows], scale[rows] = self.calibration[int(tract)]
-                else:
-                    extra[rows] |= Flag.UNCALIBRATED_TRACT
+            zp, scale, covered = calibration_arrays(self.calibration, batch.tract_id, b)
+            extra[~covered] |= Flag.UNCALIBRATED_TRACT
         result = self.posteriors.infer(
             batch.flux, batch.flux_err, batch.missing_mask, batch.ebv, zp, scale, seed=int(n)
         )
@@ -65,20 +71,11 @@ def amortized_processor(run: Run) -> AmortizedProcessor:
     engine = make_engine()
     try:
         with engine.connect() as conn:
-            est_row = model_version(conn, run.estimator_version_id)  # type: ignore[arg-type]
-            estimator = load_estimator(Path(est_row.artifact_uri), est_row.artifact_sha256)
-            if run.emulator_version_id is None:
-                raise NoProcessorError(
-                    f"run {run.name} pins no emulator: the OOD fit check needs one"
-                )
-            emu_row = model_version(conn, run.emulator_version_id)
-            emulator = load_emulator(Path(emu_row.artifact_uri), emu_row.artifact_sha256)
-            prior = _fallback_prior(conn, run) if run.config.get("mcmc_fallback") else None
-            calibration = (
-                terms_by_tract(conn, run.calibration_version_id, estimator.band_names)
-                if run.calibration_version_id is not None
-                else None
+            estimator, emulator = load_run_models(conn, run)
+            prior = (
+                load_prior(conn, run.prior_version_id) if run.config.get("mcmc_fallback") else None
             )
+            calibration = run_calibration(conn, run.calibration_version_id, estimator.band_names)
     finally:
         engine.dispose()
     posteriors = PhotometryPosteriors(estimator, emulator, fallback_prior=prior)
@@ -86,16 +83,59 @@ def amortized_processor(run: Run) -> AmortizedProcessor:
     return AmortizedProcessor(posteriors, calibration)
 
 
-def _fallback_prior(conn, run: Run):  # type: ignore[no-untyped-def]
-    """The run's pinned prior (interim if none) for MCMC on flagged objects."""
-    from sqlalchemy import select
+def load_run_models(conn: Connection, run: Run) -> tuple[AmortizedEstimator, Any]:
+    """The run's estimator and emulator, each loaded only after its artifact's sha256 verifies.
 
-    from lor.db.models import PriorVersion
+    Both are required: the estimator makes posteriors, the emulator checks their fit.
+    """
+    if run.estimator_version_id is None:
+        raise NoProcessorError(f"run {run.name} (id {run.id}) pins no estimator version")
+    est_row = model_version(conn, run.estimator_version_id)
+    estimator = load_estimator(Path(est_row.artifact_uri), est_row.artifact_sha256)
+    if run.emulator_version_id is None:
+        raise NoProcessorError(f"run {run.name} pins no emulator: the OOD fit check needs one")
+    emu_row = model_version(conn, run.emulator_version_id)
+    emulator = load_emulator(Path(emu_row.artifact_uri), emu_row.artifact_sha256)
+    return estimator, emulator
+
+
+def load_prior(conn: Connection, prior_version_id: int | None) -> PopulationPrior:
+    """The population prior of a stored version; the interim prior when none is pinned."""
     from lor.inference.prior import PopulationPrior
 
-    if run.prior_version_id is None:
+    if prior_version_id is None:
         return PopulationPrior()
     hyper = conn.execute(
-        select(PriorVersion.hyperparameters).where(PriorVersion.id == run.prior_version_id)
+        select(PriorVersion.hyperparameters).where(PriorVersion.id == prior_version_id)
     ).scalar_one()
     return PopulationPrior(hyperparameters={k: float(v) for k, v in hyper.items()})
+
+
+def run_calibration(
+    conn: Connection, calibration_version_id: int | None, bands: list[str]
+) -> CalibrationTerms | None:
+    """A calibration version's terms in ``bands`` order, read once; None when none is pinned."""
+    if calibration_version_id is None:
+        return None
+    return terms_by_tract(conn, calibration_version_id, bands)
+
+
+def calibration_arrays(
+    terms: CalibrationTerms | None, tract_id: np.ndarray, n_bands: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row zeropoint offsets and noise scales (N, B), and whether each row's tract is covered.
+
+    Rows of a tract without terms (or with no calibration at all) get offset 0 and scale 1,
+    which is how processing treats an uncalibrated tract.
+    """
+    n = len(tract_id)
+    zp, scale, covered = np.zeros((n, n_bands)), np.ones((n, n_bands)), np.zeros(n, bool)
+    if not terms:
+        return zp, scale, covered
+    for tract in np.unique(tract_id):
+        found = terms.get(int(tract))
+        if found is not None:
+            rows = tract_id == tract
+            zp[rows], scale[rows] = found
+            covered[rows] = True
+    return zp, scale, covered

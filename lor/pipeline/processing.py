@@ -3,7 +3,8 @@
 The same :func:`process_batch` runs in-process (:func:`process_run`, ``lor process``, no
 broker) and inside Celery tasks (``workers/``). Whatever computes the posteriors is a
 :class:`Processor`: it gets an :class:`ObjectBatch` and returns a :class:`PosteriorBatch` in
-the same order. :func:`load_processor` builds the one a run's pinned model versions call for.
+the same order. :func:`load_processor` builds the one a run's pinned model versions call for
+(for a reprocess run: the one that reweights its parent run's posteriors).
 
 Fault handling, so one bad object or one lost worker never stalls a run:
 
@@ -37,8 +38,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from tqdm.auto import tqdm
 
+from lor.db import queue_store as queue
 from lor.db import run_store as store
-from lor.db.run_store import SUMMARY_COLUMNS, PosteriorRows, Run
+from lor.db.queue_store import PosteriorRows
+from lor.db.run_store import SUMMARY_COLUMNS, Run
 from lor.errors import ConfigError, LorError
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ PROCESSOR_FACTORY_ENV = "LOR_PROCESSOR_FACTORY"
 ESTIMATOR_PROCESSORS: Mapping[str, str] = {
     "npe_mlp": "lor.pipeline.amortized_processor:amortized_processor"
 }
+#: The processor of reprocess runs (whatever their estimator family): "module:callable".
+REPROCESS_PROCESSOR = "lor.pipeline.reprocess_processor:reprocess_processor"
 #: Database retries after a dropped connection, with exponential backoff from 0.1 s.
 DB_RETRIES = 6
 
@@ -76,17 +81,23 @@ class ObjectBatch:
     nondetection_mask: np.ndarray  # (N,) int16, bit b: band b is an upper limit
     ebv: np.ndarray  # (N,) float32, NaN = unknown
     input_hash: list[uuid.UUID]
+    # Reprocess runs only: the parent run's posterior each row updates, and its params.
+    parent_posterior_id: list[uuid.UUID] | None = None
+    parent_params: np.ndarray | None = None  # (N, P) float32
 
     def __len__(self) -> int:
         return len(self.object_id)
 
     def take(self, idx: np.ndarray) -> ObjectBatch:
         """The rows ``idx`` (in that order)."""
-        parts = {}
+        parts: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            parts[f.name] = value[idx] if isinstance(value, np.ndarray) else [value[i] for i in idx]
-        return ObjectBatch(**parts)
+            if value is None or isinstance(value, np.ndarray):
+                parts[f.name] = None if value is None else value[idx]
+            else:
+                parts[f.name] = [value[i] for i in idx]
+        return ObjectBatch(**parts)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ class PosteriorBatch:
     params: np.ndarray  # (N, P) float32
     summaries: dict[str, np.ndarray]  # each (N,)
     ood_flags: np.ndarray  # (N,) int32 bitmask
-    method: np.ndarray  # (N,) str: 'amortized', 'mcmc' or 'none'
+    method: np.ndarray  # (N,) str: 'amortized', 'mcmc', 'reweighted' or 'none'
     representation_name: str
     representation_version: str
 
@@ -119,9 +130,9 @@ class PosteriorBatch:
         for name, arr in self.summaries.items():
             if np.shape(arr) != (n,):
                 raise ProcessorOutputError(f"summary {name} has shape {np.shape(arr)}")
-        bad = set(map(str, self.method)) - set(store.METHODS)
+        bad = set(map(str, self.method)) - set(queue.METHODS)
         if bad:
-            raise ProcessorOutputError(f"unknown methods {sorted(bad)}; use {store.METHODS}")
+            raise ProcessorOutputError(f"unknown methods {sorted(bad)}; use {queue.METHODS}")
         if not self.representation_name or not self.representation_version:
             raise ProcessorOutputError("representation name and version are required")
 
@@ -192,10 +203,16 @@ def limit_compute_threads() -> None:
 
 
 def load_processor(run: Run) -> Processor:
-    """Build the processor a run's pinned versions call for (see module docstring)."""
+    """Build the processor a run's pinned versions call for (see module docstring).
+
+    A reprocess run reweights stored posteriors instead of inferring them, whatever its
+    estimator family, so its kind decides before the family does.
+    """
     override = os.environ.get(PROCESSOR_FACTORY_ENV)
     if override:
         return _import(override)(run)
+    if run.kind == "reprocess":
+        return _import(REPROCESS_PROCESSOR)(run)
     if run.estimator_version_id is None:
         raise NoProcessorError(
             f"no estimator registered for this run: run {run.name} (id {run.id}) pins no "
@@ -257,12 +274,18 @@ def _retrying(fn: Callable[[], T], what: str = "database call") -> T:
 def claim_objects(
     engine: Engine, run_id: int, worker: str, size: int, lease_s: float
 ) -> ObjectBatch | None:
-    """Claim up to ``size`` pending items and load their objects (one transaction)."""
+    """Claim up to ``size`` pending items and load their objects (one transaction).
+
+    Items of a reprocess run come with the parent posteriors they update.
+    """
     with engine.begin() as conn:
-        claim = store.claim_batch(conn, run_id, worker, size, lease_s)
+        claim = queue.claim_batch(conn, run_id, worker, size, lease_s)
         if not len(claim):
             return None
-        arrays = store.load_objects(conn, claim)
+        arrays = queue.load_objects(conn, claim)
+        if claim.parent_posterior_id is not None:
+            arrays["parent_posterior_id"] = claim.parent_posterior_id
+            arrays["parent_params"] = queue.load_parent_params(conn, claim)
     return ObjectBatch(tract_id=claim.tract_id, object_id=claim.object_id, **arrays)
 
 
@@ -288,7 +311,11 @@ def _isolate(
 
 
 def posterior_rows(batch: ObjectBatch, idx: np.ndarray, result: PosteriorBatch) -> PosteriorRows:
-    """The rows to store for ``batch`` rows ``idx``, which ``result`` answers in order."""
+    """The rows to store for ``batch`` rows ``idx``, which ``result`` answers in order.
+
+    The parent posteriors come from the batch, not the processor: provenance is the queue's.
+    """
+    parents = batch.parent_posterior_id
     return PosteriorRows(
         tract_id=batch.tract_id[idx],
         object_id=[batch.object_id[i] for i in idx],
@@ -299,6 +326,7 @@ def posterior_rows(batch: ObjectBatch, idx: np.ndarray, result: PosteriorBatch) 
         representation_name=result.representation_name,
         representation_version=result.representation_version,
         summaries={k: np.asarray(v, np.float32) for k, v in result.summaries.items()},
+        parent_posterior_id=None if parents is None else [parents[i] for i in idx],
     )
 
 
@@ -363,10 +391,10 @@ def _store(
     def complete() -> tuple[int, int, int]:
         with engine.begin() as conn:
             done = sum(
-                store.complete_batch(conn, run_id, worker, posterior_rows(batch, idx, result))
+                queue.complete_batch(conn, run_id, worker, posterior_rows(batch, idx, result))
                 for idx, result in computed.pieces
             )
-            retried, failed = store.fail_items(
+            retried, failed = queue.fail_items(
                 conn,
                 run_id,
                 worker,
@@ -408,7 +436,7 @@ def process_batch(
 
 def _release(engine: Engine, run_id: int, worker: str, batch: ObjectBatch) -> int:
     with engine.begin() as conn:
-        return store.release_claims(conn, run_id, worker, batch.tract_id.tolist(), batch.object_id)
+        return queue.release_claims(conn, run_id, worker, batch.tract_id.tolist(), batch.object_id)
 
 
 def requeue_expired(engine: Engine, run_id: int | None = None) -> dict[int, int]:
@@ -416,7 +444,7 @@ def requeue_expired(engine: Engine, run_id: int | None = None) -> dict[int, int]
 
     def go() -> dict[int, int]:
         with engine.begin() as conn:
-            return store.requeue_expired(conn, run_id)
+            return queue.requeue_expired(conn, run_id)
 
     return _retrying(go, "requeue")
 

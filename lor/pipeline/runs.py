@@ -4,7 +4,7 @@ A run pins the emulator, estimator, prior and calibration versions (the *model b
 the code version, so every posterior it writes says exactly what made it. Creating a run
 queues every object version current as of a release that the same bundle has not already
 covered; extending it to a later release queues only the versions that release introduced
-(new or changed objects). Work state lives in ``lor.work_items``; see :mod:`lor.db.run_store`.
+(new or changed objects). Work state lives in ``lor.work_items``; see :mod:`lor.db.queue_store`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def get_run(engine: Engine, ref: int | str | Run) -> Run:
         return store.get_run(conn, ref.id if isinstance(ref, Run) else ref)
 
 
-def _lock_enqueue(conn: Connection) -> None:
+def lock_enqueue(conn: Connection) -> None:
     """Serialize enqueues: "already scheduled in another run" must see committed work."""
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lor.enqueue'))"))
 
@@ -90,10 +90,10 @@ def create_run(
     bundle (a posterior, or work pending in another run) are not queued again.
     """
     settings = {**store.DEFAULT_RUN_CONFIG, **(config or {})}
-    _check_config(settings)
+    check_run_config(settings)
     given = dict(zip(VERSION_KINDS, (emulator, estimator, prior, calibration), strict=True))
     with engine.begin() as conn:
-        _lock_enqueue(conn)
+        lock_enqueue(conn)
         rel = lookup_release(conn, release)
         versions: dict[str, int | None] = {}
         for kind, version in given.items():
@@ -116,7 +116,7 @@ def extend_run(engine: Engine, run: int | str | Run, release: str) -> QueuedRun:
     are queued. The run reopens if anything was queued.
     """
     with engine.begin() as conn:
-        _lock_enqueue(conn)
+        lock_enqueue(conn)
         current = store.get_run(conn, run.id if isinstance(run, Run) else run)
         rel = lookup_release(conn, release)
         old_seq = store.release_sequence(conn, current.release_id)
@@ -147,7 +147,8 @@ def run_status(engine: Engine, run: int | str | Run, window_s: float = RATE_WIND
     return RunStatus(current, counts, rate, eta)
 
 
-def _check_config(config: dict[str, Any]) -> None:
+def check_run_config(config: dict[str, Any]) -> None:
+    """Refuse run settings that would stall or spin a run (raises :class:`ConfigError`)."""
     for key in ("batch_size", "max_attempts"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"run config {key} must be a positive integer, not {config[key]!r}")

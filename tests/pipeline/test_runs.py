@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
-from lor.db import run_store as store
+from lor.db import queue_store as queue
 from lor.errors import ConfigError, NotFoundError
 from lor.pipeline import processing
 from lor.pipeline.ingest import ingest_catalog
@@ -101,7 +101,7 @@ def test_run_lifecycle(engine, tmp_path: Path) -> None:
             run.id, "amortized", "test-flux", "1",
         )  # fmt: skip
         assert r.worker_host == worker and r.input_hash == r.o_hash and r.created_at is not None
-        assert r.posterior_id == store.posterior_ids(run.id, [r.object_id])[0]
+        assert r.posterior_id == queue.posterior_ids(run.id, [r.object_id])[0]
         np.testing.assert_allclose(
             r.params, expected_params(np.array(r.o_flux), np.array(r.o_err), r.tract_id), rtol=1e-5
         )
@@ -228,7 +228,7 @@ def _claim_and_compute(engine, run_id: int, worker: str, lease_s: float):  # typ
 
 def _complete(engine, run_id: int, worker: str, rows) -> int:  # type: ignore[no-untyped-def]
     with engine.begin() as conn:
-        return store.complete_batch(conn, run_id, worker, rows)
+        return queue.complete_batch(conn, run_id, worker, rows)
 
 
 def test_expired_lease_is_requeued_and_completed_exactly_once(engine, tmp_path: Path) -> None:

@@ -1,0 +1,99 @@
+"""The processor of reprocess runs: reweight stored posteriors instead of inferring them again.
+
+:func:`lor.pipeline.processing.load_processor` picks it for every run of kind ``reprocess``.
+Built once per worker process: the run's estimator and emulator (sha256-verified, as for
+inference), the parent run's prior (the *old* one; the interim prior when the parent pinned
+none) and this run's (the *new* one), and the per-tract terms of the parent's and this run's
+calibration versions. With ``mcmc_fallback: true`` in the run config (inherited from the
+parent run), objects whose reweighting keeps too few effective samples are redone by MCMC
+under the new prior. Each batch row carries the parent posterior it updates
+(:attr:`ObjectBatch.parent_params`); :class:`lor.hierarchy.reweight.PosteriorReweighter`
+importance-reweights it by new/old prior and new/old calibrated likelihood and refits it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lor.db.engine import make_engine
+from lor.db.run_store import Run, get_run
+from lor.inference.amortized import PhotometryPosteriors
+from lor.inference.flags import Flag
+from lor.pipeline.amortized_processor import (
+    CalibrationTerms,
+    calibration_arrays,
+    load_prior,
+    load_run_models,
+    run_calibration,
+)
+from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
+
+
+class ReprocessProcessor:
+    """Reweights each batch row's parent posterior from the old to the new prior and calibration."""
+
+    def __init__(
+        self,
+        reweighter: Any,  # lor.hierarchy.reweight.PosteriorReweighter
+        representation: Any,  # the estimator's posterior representation (name, version)
+        old_terms: CalibrationTerms | None,
+        new_terms: CalibrationTerms | None,
+    ) -> None:
+        self.reweighter = reweighter
+        self.rep = representation
+        self.old_terms = old_terms
+        self.new_terms = new_terms
+
+    def process(self, batch: ObjectBatch) -> PosteriorBatch:
+        if batch.parent_params is None:
+            raise ValueError("a reprocess batch needs the parent posteriors it updates")
+        n_bands = batch.flux.shape[1]
+        old_zp, old_scale, _ = calibration_arrays(self.old_terms, batch.tract_id, n_bands)
+        new_zp, new_scale, covered = calibration_arrays(self.new_terms, batch.tract_id, n_bands)
+        result = self.reweighter.reweight(
+            batch.parent_params, batch.flux, batch.flux_err, batch.missing_mask, batch.ebv,
+            old_zp, old_scale, new_zp, new_scale, seed=_seed(batch),
+        )  # fmt: skip
+        extra = np.zeros(len(batch), np.int32)
+        if self.new_terms is not None:  # as inference flags it: the tract was used as is
+            extra[~covered] |= Flag.UNCALIBRATED_TRACT
+        return PosteriorBatch(
+            params=result.params,
+            summaries=result.summaries,
+            ood_flags=(np.asarray(result.flags) | extra).astype(np.int32),
+            method=result.method,
+            representation_name=self.rep.name,
+            representation_version=self.rep.version,
+        )
+
+
+def reprocess_processor(run: Run) -> ReprocessProcessor:
+    """Processor factory of reprocess runs (see the module docstring)."""
+    from lor.hierarchy.reweight import PosteriorReweighter
+
+    if run.parent_run_id is None:
+        raise NoProcessorError(f"reprocess run {run.name} (id {run.id}) names no parent run")
+    engine = make_engine()
+    try:
+        with engine.connect() as conn:
+            parent = get_run(conn, run.parent_run_id)
+            estimator, emulator = load_run_models(conn, run)
+            old_prior = load_prior(conn, parent.prior_version_id)
+            new_prior = load_prior(conn, run.prior_version_id)
+            bands = list(estimator.band_names)
+            old_terms = run_calibration(conn, parent.calibration_version_id, bands)
+            new_terms = run_calibration(conn, run.calibration_version_id, bands)
+    finally:
+        engine.dispose()
+    fallback = new_prior if run.config.get("mcmc_fallback") else None  # low-ESS objects: MCMC
+    posteriors = PhotometryPosteriors(estimator, emulator, fallback_prior=fallback)
+    posteriors.warm_up()
+    reweighter = PosteriorReweighter(posteriors, old_prior, new_prior)
+    return ReprocessProcessor(reweighter, posteriors.rep, old_terms, new_terms)
+
+
+def _seed(batch: ObjectBatch) -> int:
+    """A seed fixed by the batch's first object, so redoing a batch redraws the same samples."""
+    return int(batch.object_id[0].int % 2**31) if len(batch) else 0

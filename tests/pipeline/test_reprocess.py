@@ -1,0 +1,330 @@
+"""Reprocess runs: which objects a new prior or calibration affects, and updating them once.
+
+A deterministic processor stands in for the reweighting (:class:`ShiftProcessor`); one test
+runs the real reweighting processor on a few objects of the shipped example catalog.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, text
+
+from lor.cli.main import cli
+from lor.db import run_store as store
+from lor.db.calibration_store import create_calibration_version
+from lor.db.queue_store import posterior_ids
+from lor.db.run_store import Run
+from lor.errors import ConfigError, NotFoundError
+from lor.pipeline import processing
+from lor.pipeline.processing import (
+    ObjectBatch,
+    PosteriorBatch,
+    claim_objects,
+    clear_processor_cache,
+    load_processor,
+    process_run,
+)
+from lor.pipeline.reprocess import affected_tracts, create_reprocess_run
+from lor.pipeline.runs import create_run, run_status
+from tests.workers.processors import FluxProcessor
+from tests.workers.support import exactly_once, ingest_synthetic
+
+N_OBJECTS = 200
+ZP, SCALE = 0.05, 1.2  # a non-identity calibration term
+
+
+class ShiftProcessor:
+    """Stands in for reweighting: the parent's params plus one, method 'reweighted'."""
+
+    def process(self, batch: ObjectBatch) -> PosteriorBatch:
+        assert batch.parent_params is not None and batch.parent_posterior_id is not None
+        params = batch.parent_params + 1.0
+        return PosteriorBatch(
+            params=params,
+            summaries={"z_q50": params[:, 0] / 1000.0},
+            ood_flags=np.zeros(len(batch), np.int32),
+            method=np.full(len(batch), "reweighted"),
+            representation_name="test-flux",
+            representation_version="1",
+        )
+
+
+def shift_processor(run: Run) -> ShiftProcessor:
+    """``LOR_PROCESSOR_FACTORY`` entry point (CLI test)."""
+    assert run.kind == "reprocess"
+    return ShiftProcessor()
+
+
+def _tracts_by_size(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text("SELECT tract_id FROM lor.objects GROUP BY 1 ORDER BY count(*) DESC, 1")
+            ).scalars()
+        )
+
+
+def _versions(engine: Engine, a: int, b: int, c: int) -> dict[str, int]:
+    """Priors p1, p2 and calibrations: c1 (term in A, identity in B), c2 (= c1 plus a term in
+    C), c3 (c1 without A's term)."""
+    term = (ZP, None, SCALE, None)
+    identity = (0.0, None, 1.0, None)
+    calibrations = {
+        "c1": {a: {"g": term}, b: {"r": identity}},
+        "c2": {a: {"g": term}, b: {"r": identity}, c: {"i": term}},
+        "c3": {b: {"r": identity}},
+    }
+    ids = {}
+    with engine.begin() as conn:
+        for name in ("p1", "p2"):
+            ids[name] = conn.execute(
+                text(
+                    """INSERT INTO lor.prior_versions (name, family, family_version,
+                           hyperparameters, selection, method, provenance)
+                       VALUES (:n, 'test', '1', '{}', '{}', 'manual', '{}') RETURNING id"""
+                ),
+                {"n": name},
+            ).scalar_one()
+        for name, terms in calibrations.items():
+            ids[name] = create_calibration_version(conn, name, terms, "manual", {})
+    return ids
+
+
+@pytest.fixture()
+def parent(engine: Engine, tmp_path: Path) -> dict[str, Any]:
+    """A processed run (prior p1, calibration c1) over 200 synthetic objects; one object has
+    no usable flux, so its posterior has no params."""
+    table = ingest_synthetic(engine, tmp_path, N_OBJECTS)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE lor.objects SET flux = array_fill('NaN'::real, ARRAY[6]) WHERE catalog_id = :c"
+            ),
+            {"c": int(table["objectId"][0].as_py())},
+        )
+    a, b, c = _tracts_by_size(engine)[:3]
+    ids = _versions(engine, a, b, c)
+    run = create_run(engine, "DR1", name="parent", prior=ids["p1"], calibration=ids["c1"]).run
+    process_run(engine, run.id, processor=FluxProcessor(), progress=False)
+    return {"run": store_run(engine, run.id), "ids": ids, "a": a, "b": b, "c": c}
+
+
+def store_run(engine: Engine, ref: int | str) -> Run:
+    with engine.connect() as conn:
+        return store.get_run(conn, ref)
+
+
+def _rows(engine: Engine, run_id: int) -> list[Any]:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT * FROM lor.posteriors WHERE run_id = :r ORDER BY posterior_id"),
+            {"r": run_id},
+        ).all()
+
+
+def _objects_in(engine: Engine, tracts: list[int]) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM lor.objects WHERE tract_id = ANY(:t)"), {"t": tracts}
+        ).scalar_one()
+
+
+def test_affected_tracts(engine: Engine, parent: dict[str, Any]) -> None:
+    run, ids = parent["run"], parent["ids"]
+    with engine.connect() as conn:
+        everywhere = store.posterior_tracts(conn, run.id)
+        assert len(everywhere) > 3 and everywhere == sorted(everywhere)
+        assert affected_tracts(conn, run, ids["p2"], ids["c1"]) == everywhere  # new prior
+        assert affected_tracts(conn, run.id, ids["p2"], ids["c2"]) == everywhere
+        # Only C gets a term; B's explicit identity term is no change.
+        assert affected_tracts(conn, run, ids["p1"], ids["c2"]) == [parent["c"]]
+        assert affected_tracts(conn, run, ids["p1"], ids["c3"]) == [parent["a"]]  # term dropped
+        uncalibrated = dataclasses.replace(run, calibration_version_id=None)
+        assert affected_tracts(conn, uncalibrated, ids["p1"], ids["c1"]) == [parent["a"]]
+        assert affected_tracts(conn, run, ids["p1"], ids["c1"]) == []  # nothing changed
+    with pytest.raises(ConfigError, match="nothing to reprocess"):
+        create_reprocess_run(engine, run.id)
+    with pytest.raises(ConfigError, match="nothing to reprocess"):
+        create_reprocess_run(engine, "parent", prior_version="p1", calibration_version="c1")
+    with pytest.raises(NotFoundError, match="no calibration version with id or name 'c9'"):
+        create_reprocess_run(engine, run.id, calibration_version="c9")
+
+
+def test_new_calibration_updates_only_its_tracts_once(
+    engine: Engine, parent: dict[str, Any]
+) -> None:
+    run, ids, c = parent["run"], parent["ids"], parent["c"]
+    before = _rows(engine, run.id)
+    queued = create_reprocess_run(engine, "parent", calibration_version="c2", name="recal")
+    new = queued.run
+    assert queued.enqueued == _objects_in(engine, [c]) > 0
+    assert (new.kind, new.parent_run_id, new.status, new.name) == (
+        "reprocess",
+        run.id,
+        "open",
+        "recal",
+    )
+    assert new.bundle == (run.emulator_version_id, run.estimator_version_id, ids["p1"], ids["c2"])
+    assert new.release_id == run.release_id and new.config["batch_size"] == 1000
+    assert new.config["reprocess"] == {
+        "parent_run_id": run.id, "reasons": ["calibration"], "affected_tracts": [c],
+        "prior": {"from": ids["p1"], "to": ids["p1"]},
+        "calibration": {"from": ids["c1"], "to": ids["c2"]},
+    }  # fmt: skip
+    with engine.connect() as conn:
+        items = conn.execute(
+            text("SELECT object_id, parent_posterior_id FROM lor.work_items WHERE run_id = :r"),
+            {"r": new.id},
+        ).all()
+    assert all(p == posterior_ids(run.id, [o])[0] for o, p in items)
+
+    counts = process_run(engine, new.id, processor=ShiftProcessor(), progress=False)
+    assert (counts.done, counts.failed) == (queued.enqueued, 0)
+    assert run_status(engine, new.id).run.status == "complete"
+    parents = {r.posterior_id: r for r in before}
+    rows = _rows(engine, new.id)
+    assert len(rows) == queued.enqueued
+    for r in rows:
+        mother = parents[r.parent_posterior_id]
+        assert r.method == "reweighted" and r.tract_id == c and r.object_id == mother.object_id
+        assert r.posterior_id == posterior_ids(new.id, [r.object_id])[0]
+        np.testing.assert_allclose(r.params, np.asarray(mother.params) + 1.0)
+    assert _rows(engine, run.id) == before  # the parent's rows are untouched
+    with engine.connect() as conn:
+        assert conn.execute(
+            text("SELECT count(*) FROM lor.posteriors WHERE parent_posterior_id IS NOT NULL "
+                 "AND run_id <> :r"), {"r": new.id},
+        ).scalar_one() == 0  # fmt: skip
+
+    again = process_run(engine, new.id, processor=ShiftProcessor(), progress=False)
+    assert again.claimed == 0
+    with engine.begin() as conn:
+        assert store.enqueue_reprocess(conn, new.id, run.id, [c]) == 0
+    assert exactly_once(engine, new.id) == {
+        "posteriors": queued.enqueued, "objects": queued.enqueued, "items": queued.enqueued,
+        "done": queued.enqueued, "done_without_posterior": 0,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=f"run {new.id} already reprocesses run parent"):
+        create_reprocess_run(engine, run.id, calibration_version=ids["c2"])
+
+
+def test_new_prior_queues_every_posterior_with_params(
+    engine: Engine, parent: dict[str, Any]
+) -> None:
+    run, ids = parent["run"], parent["ids"]
+    queued = create_reprocess_run(engine, run.id, prior_version=ids["p2"])
+    assert queued.enqueued == N_OBJECTS - 1  # the object without a posterior is left out
+    plan = queued.run.config["reprocess"]
+    assert plan["reasons"] == ["prior"] and len(plan["affected_tracts"]) > 3
+    assert queued.run.calibration_version_id == ids["c1"]
+
+    batch = claim_objects(engine, queued.run.id, "w", 7, lease_s=60)
+    assert batch is not None and batch.parent_params is not None
+    assert batch.parent_params.shape == (7, 4) and batch.parent_params.dtype == np.float32
+    by_id = {r.posterior_id: r for r in _rows(engine, run.id)}
+    for pid, params in zip(batch.parent_posterior_id or [], batch.parent_params, strict=True):
+        np.testing.assert_array_equal(params, np.asarray(by_id[pid].params, np.float32))
+    part = batch.take(np.array([3, 1]))
+    assert part.parent_posterior_id == [batch.parent_posterior_id[3], batch.parent_posterior_id[1]]
+    np.testing.assert_array_equal(part.parent_params, batch.parent_params[[3, 1]])
+    plain = dataclasses.replace(batch, parent_posterior_id=None, parent_params=None)
+    assert plain.take(np.array([0])).parent_params is None
+
+
+def test_reprocess_needs_a_finished_parent_and_gets_its_processor(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest_synthetic(engine, tmp_path, 20)
+    ids = _versions(engine, *_tracts_by_size(engine)[:3])
+    run = create_run(engine, "DR1", prior=ids["p1"]).run
+    with pytest.raises(ConfigError, match="is open: finish processing it"):
+        create_reprocess_run(engine, run.id, prior_version=ids["p2"])
+    process_run(engine, run.id, processor=FluxProcessor(), progress=False)
+    new = create_reprocess_run(engine, run.id, prior_version=ids["p2"]).run
+    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
+    monkeypatch.setattr(
+        processing, "REPROCESS_PROCESSOR", "tests.pipeline.test_reprocess:shift_processor"
+    )
+    assert isinstance(load_processor(new), ShiftProcessor)  # chosen by kind, not estimator
+    with pytest.raises(processing.NoProcessorError):
+        load_processor(run)
+
+
+def test_reprocess_command(
+    lor_env: str, engine: Engine, parent: dict[str, Any], monkeypatch
+) -> None:
+    monkeypatch.setenv(
+        processing.PROCESSOR_FACTORY_ENV, "tests.pipeline.test_reprocess:shift_processor"
+    )
+    clear_processor_cache()
+    runner = CliRunner()
+    n = _objects_in(engine, [parent["c"]])
+    done = runner.invoke(
+        cli, ["reprocess", "parent", "--calibration", "c2", "--batch-size", "3", "--no-progress"]
+    )
+    assert done.exit_code == 0, done.output
+    assert f"reprocessing run {parent['run'].id}" in done.output
+    assert f"calibration changed; queued {n} objects in 1 affected tracts" in done.output
+    assert f"processed {n}, failed 0; pending 0, claimed 0, done {n}, failed 0" in done.output
+    nothing = runner.invoke(cli, ["reprocess", "parent"])
+    assert nothing.exit_code == 2 and "nothing to reprocess" in nothing.output
+    clear_processor_cache()
+
+
+def _example_subset(tmp_path: Path, n: int) -> Path:
+    from lor.pipeline.example_catalog import EXAMPLE_CATALOG
+
+    path = tmp_path / "example_subset.parquet"
+    pq.write_table(pq.read_table(EXAMPLE_CATALOG).slice(0, n), path)
+    return path
+
+
+def test_real_reweighting_of_a_few_example_objects(
+    lor_env: str, engine: Engine, tmp_path: Path, monkeypatch
+) -> None:
+    """Shipped models, interim prior -> a new mass function and a new calibration in one tract."""
+    from lor.db.model_store import register_prior_version
+    from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
+    from lor.pipeline.demo import register_shipped_models
+    from lor.pipeline.ingest import ingest_catalog
+
+    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
+    clear_processor_cache()
+    ids = register_shipped_models(engine)
+    ingested = ingest_catalog(engine, _example_subset(tmp_path, 24), "ex", progress=False)
+    run = create_run(engine, "ex", name="amortized", prior=ids["prior"]).run
+    assert process_run(engine, run.id, progress=False).done == ingested.rows_new > 20
+    tract = _tracts_by_size(engine)[0]
+    hyper = dict(INTERIM_HYPERPARAMETERS, mass_mean=10.2, z0=0.7)
+    with engine.begin() as conn:
+        prior = register_prior_version(
+            conn, "steeper", PopulationPrior(hyperparameters=hyper).as_record(), "manual", {}
+        )
+        calibration = create_calibration_version(
+            conn, "shifted", {tract: {"r": (0.05, None, 1.3, None)}}, "manual", {}
+        )
+    before = _rows(engine, run.id)
+    queued = create_reprocess_run(engine, run.id, prior, calibration)
+    with_params = sum(r.params is not None for r in before)
+    assert queued.enqueued == with_params > 0
+    counts = process_run(engine, queued.run.id, progress=False)
+    assert (counts.done, counts.failed) == (with_params, 0)
+    rows = _rows(engine, queued.run.id)
+    parents = {r.posterior_id: r for r in before}
+    assert {r.parent_posterior_id for r in rows} <= set(parents)
+    assert {r.method for r in rows} <= {"reweighted", "amortized", "mcmc"}
+    assert sum(r.method == "reweighted" for r in rows) >= len(rows) // 2
+    for r in rows:
+        assert np.all(np.isfinite(r.params)) and r.z_q50 is not None
+        assert len(r.params) == len(parents[r.parent_posterior_id].params)
+    moved = [r.log_mstar_q50 - parents[r.parent_posterior_id].log_mstar_q50 for r in rows]
+    assert np.median(moved) > 0  # a heavier mass function pulls masses up
+    assert _rows(engine, run.id) == before
+    clear_processor_cache()
