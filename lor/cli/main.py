@@ -219,6 +219,16 @@ def bench_estimator(objects: int, n_mcmc: int) -> None:
     click.echo(json.dumps(run_estimator_benchmark(objects, n_mcmc), default=float))
 
 
+@bench.command("reprocess")
+@click.option("--objects", type=int, default=50_000, show_default=True)
+@click.option("--tracts", type=int, default=10, show_default=True)
+def bench_reprocess(objects: int, tracts: int) -> None:
+    """Reprocess rates (prior / calibration change), LOW_ESS fraction, calibration recovery."""
+    from lor.bench.reprocess import run_reprocess_benchmark
+
+    click.echo(json.dumps(run_reprocess_benchmark(objects, tracts), default=float))
+
+
 @bench.command("posteriors")
 def bench_posteriors() -> None:
     """Summary computation speed of the compressed flow posterior."""
