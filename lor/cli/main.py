@@ -238,6 +238,7 @@ def bench_posteriors() -> None:
 
 
 from lor.cli.runs import (  # noqa: E402
+    calibrate_command,
     process_command,
     reprocess_command,
     run_group,
@@ -248,6 +249,7 @@ from lor.cli.runs import (  # noqa: E402
 cli.add_command(run_group)
 cli.add_command(process_command)
 cli.add_command(reprocess_command)
+cli.add_command(calibrate_command)
 cli.add_command(worker_command)
 cli.add_command(status_command)
 from lor.cli.runs import register  # noqa: E402

@@ -124,6 +124,32 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
     )
 
 
+@click.command("calibrate")
+@click.argument("run")
+@click.option(
+    "--free",
+    required=True,
+    help="Comma-separated hyperparameters to fit, e.g. z0,mass_mean,av_scale.",
+)
+@click.option("--name", default=None, help="Name of the new prior version.")
+@click.option("--tract", "tracts", type=int, multiple=True, help="Only these tracts (repeat).")
+@click.option("--samples", type=int, default=64, show_default=True, help="Draws per posterior.")
+def calibrate_command(run: str, free: str, name: str | None, tracts: tuple[int, ...],
+                      samples: int) -> None:  # fmt: skip
+    """Fit prior hyperparameters to RUN's stored posteriors; store a new prior version.
+
+    Prints the fit as JSON; follow with `lor reprocess RUN --prior NAME`.
+    """
+    from lor.pipeline.calibration import calibrate_run
+
+    prior_id, fit = calibrate_run(
+        _engine(), run, [h.strip() for h in free.split(",") if h.strip()], name,
+        list(tracts) or None, samples,
+    )  # fmt: skip
+    click.echo(json.dumps({"prior_version_id": prior_id, "hyperparameters": fit.hyperparameters,
+                           **fit.as_provenance()}, default=float))  # fmt: skip
+
+
 @click.command("reprocess")
 @click.argument("parent_run")
 @click.option("--prior", default=None, help="New prior version, id or name (default: parent's).")
