@@ -218,7 +218,10 @@ def test_functions_are_inlined_and_use_the_indexes(engine, tmp_path) -> None:  #
         engine, f"SELECT * FROM lor.run_posteriors(:r) WHERE tract_id = {tract}", r=copies
     )
     assert "Function Scan" not in plan  # inlined: the filter reaches the tables
-    assert any(f"tract_id = {tract}" in line for line in conditions)
+    # A tract that fills its partition may be read by a plain scan; either way the tract
+    # condition must reach the table (an index or a filter), not wait outside a function.
+    reached = [line for line in plan.splitlines() if "Cond:" in line or "Filter:" in line]
+    assert any(f"tract_id = {tract}" in line for line in reached)
     sql = f"SELECT * FROM lor.run_posteriors_z_between(:r, {tract}, 0.8, 1.0, 0.9)"
     plan, conditions = _plan(engine, sql, r=copies)
     assert "Function Scan" not in plan
