@@ -12,9 +12,11 @@ run). Then, side by side on the same objects:
   band of half the tracts by up to 0.03 mag (only those tracts' objects are queued);
 - ``ess_flag_frac``: the fraction of reprocessed rows flagged LOW_ESS, per run.
 
-``zp_max_abs_err`` comes from :func:`lor.hierarchy.calibrate.calibrate` on a small simulated
-survey (:func:`lor.hierarchy.survey.simulate_survey`) with injected offsets; it is reported as
-measured (the issue's goal is 0.005 mag).
+The loop is validated on a catalog drawn from a population whose z0, mass_mean and av_scale
+differ from the interim prior: :func:`lor.hierarchy.calibrate.fit_hyperparameters` on the
+interim posteriors (recovery and pulls), reweighting to the fitted prior, and the reweighted
+redshifts against MCMC under the fitted prior on ``n_mcmc`` objects; photo-z metrics before
+and after. ``zp_max_abs_err`` is null: zeropoints are not fitted yet (issue #7's notes).
 """
 
 from __future__ import annotations
@@ -63,37 +65,57 @@ def _timed_reprocess(engine, parent: int, **versions: Any) -> tuple[int, int, fl
     return queued.run.id, counts.done, elapsed
 
 
-def _calibration_recovery(survey_tracts: int, per_tract: int) -> dict[str, Any]:
+def _loop_validation(n_objects: int, n_mcmc: int) -> dict[str, Any]:
+    """On a catalog drawn from the shifted population: hyperparameters fitted to the interim
+    posteriors, the posteriors reweighted to the fitted prior, and those checked against
+    MCMC under that prior; photo-z metrics before and after."""
     from lor.emulators.registry import load_shipped_emulator
-    from lor.hierarchy.calibrate import CalibrationData, calibrate
-    from lor.hierarchy.survey import simulate_survey
+    from lor.hierarchy.calibrate import fit_hyperparameters
+    from lor.hierarchy.reweight import PosteriorReweighter
     from lor.inference.amortized import PhotometryPosteriors
+    from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
     from lor.inference.registry import load_shipped_estimator
+    from lor.inference.simulate import simulate_catalog
+    from lor.inference.validation import mcmc_reference, photoz_metrics
 
     emulator = load_shipped_emulator()
     posteriors = PhotometryPosteriors(load_shipped_estimator(), emulator)
-    survey = simulate_survey(emulator, n_tracts=survey_tracts, per_tract=per_tract, seed=5)
-    stored = posteriors.infer(survey.flux, survey.flux_err, seed=1).params
+    truth = PopulationPrior(INTERIM_HYPERPARAMETERS | TRUE_HYPERPARAMETER_SHIFT)
+    cat = simulate_catalog(n_objects, emulator, truth, seed=31)
+    before = posteriors.infer(cat.flux, cat.flux_err, seed=1)
     t0 = time.perf_counter()
-    data = CalibrationData(survey.tract_id, survey.flux, survey.flux_err, None, None, stored)
-    fit = calibrate(posteriors, data, free=list(TRUE_HYPERPARAMETER_SHIFT), echo=lambda _: None)
-    error = fit.zeropoint - survey.zeropoint
+    fit = fit_hyperparameters(posteriors, before.params, list(TRUE_HYPERPARAMETER_SHIFT))
+    fit_s = time.perf_counter() - t0
+    fitted = fit.prior(PopulationPrior())
+    zeros, ones = np.zeros_like(cat.flux), np.ones_like(cat.flux)
+    after = PosteriorReweighter(posteriors, PopulationPrior(), fitted).reweight(
+        before.params, cat.flux, cat.flux_err, None, None, zeros, ones, zeros, ones, seed=2
+    )
+    z_true = cat.theta[:, 0]
+    samples, _ = mcmc_reference(emulator, fitted, posteriors.rep, before.params[:n_mcmc],
+                                cat.flux[:n_mcmc], cat.flux_err[:n_mcmc], seed=3)  # fmt: skip
+    z50_mcmc = np.median(samples[:, :, 0], axis=1)
+    dz = np.abs(after.summaries["z_q50"][:n_mcmc] - z50_mcmc) / (1 + z50_mcmc)
+    dz_before = np.abs(before.summaries["z_q50"][:n_mcmc] - z50_mcmc) / (1 + z50_mcmc)
     return {
-        "zp_max_abs_err": float(np.abs(error).max()),
-        "zp_rms_err": float(np.sqrt(np.mean(error**2))),
-        "noise_scale_max_abs_err": float(np.abs(fit.noise_scale - survey.noise_scale).max()),
-        "hyper_fit": {
-            h: [fit.hyperparameters[h], fit.hyper_err[h], survey.prior.hyperparameters[h]]
-            for h in fit.free
-        },  # fmt: skip
-        "calibration_passes": fit.history,
-        "calibration_s": time.perf_counter() - t0,
-        "calibration_objects": int(len(survey.flux)),
-    }
+        "hyper_fit": {h: {"fit": fit.hyperparameters[h], "err": fit.errors[h],
+                          "true": TRUE_HYPERPARAMETER_SHIFT[h],
+                          "interim": INTERIM_HYPERPARAMETERS[h]} for h in fit.free},
+        "hyper_max_abs_pull": max(abs(fit.hyperparameters[h] - v) / fit.errors[h]
+                                  for h, v in TRUE_HYPERPARAMETER_SHIFT.items()),
+        "hyper_fit_s": fit_s, "hyper_fit_median_ess": fit.median_ess,
+        "reweighted_vs_mcmc_median_dz50": float(np.median(dz)),
+        "interim_vs_mcmc_median_dz50": float(np.median(dz_before)),
+        "n_mcmc": n_mcmc, "validation_objects": n_objects,
+        "photoz_before": photoz_metrics(before.summaries["z_q50"], z_true),
+        "photoz_after": photoz_metrics(after.summaries["z_q50"], z_true),
+        "zp_max_abs_err": None,
+        "zp_status": "zeropoint and noise-scale fitting not built: see issue #7 notes",
+    }  # fmt: skip
 
 
 def run_reprocess_benchmark(
-    objects: int = 50_000, tracts: int = 10, survey_tracts: int = 4, per_tract: int = 1000,
+    objects: int = 50_000, tracts: int = 10, validation_objects: int = 5000, n_mcmc: int = 200,
     echo=print,  # type: ignore[no-untyped-def]
 ) -> dict[str, Any]:  # fmt: skip
     """Run the benchmark (see the module docstring); returns the figures."""
@@ -164,14 +186,15 @@ def run_reprocess_benchmark(
         echo(f"calibration change: {done_c} objects in {took_c:.1f} s")
         engine.dispose()
     out["ess_flag_frac"] = out["ess_flag_frac_calibration"]
-    out.update(_calibration_recovery(survey_tracts, per_tract))
+    out.update(_loop_validation(validation_objects, n_mcmc))
     out.update(objects=n, tracts=tracts, cpu_count=os.cpu_count(),
                load_avg_1m_end=os.getloadavg()[0])  # fmt: skip
     out["data"] = (
         f"{n} objects simulated under the interim prior (shipped emulator, LSST 10-year depth, "
         f"i < 25.3) in {tracts} tracts, posteriors from the shipped estimator; new prior "
         f"{TRUE_HYPERPARAMETER_SHIFT}; calibration offsets U(-0.03, 0.03) mag in every band of "
-        f"half the tracts. Calibration recovery: {survey_tracts} simulated tracts x {per_tract} "
-        f"objects with offsets U(-0.03, 0.03) and noise scales U(0.9, 1.2), true prior shifted"
+        f"half the tracts. Loop validation: {validation_objects} objects drawn from the shifted "
+        f"population (seed 31), interim posteriors, hyperparameters fitted, reweighted to the "
+        f"fitted prior, MCMC under the fitted prior on the first {n_mcmc}"
     )
     return out
