@@ -40,7 +40,7 @@ from lor.bench.pipeline import (
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
-from lor.hierarchy.survey import TRUE_HYPERPARAMETER_SHIFT
+from lor.hierarchy.calibrate import VALIDATION_SHIFT
 
 
 def _flag_fraction(engine, run_id: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
@@ -80,11 +80,11 @@ def _loop_validation(n_objects: int, n_mcmc: int) -> dict[str, Any]:
 
     emulator = load_shipped_emulator()
     posteriors = PhotometryPosteriors(load_shipped_estimator(), emulator)
-    truth = PopulationPrior(INTERIM_HYPERPARAMETERS | TRUE_HYPERPARAMETER_SHIFT)
+    truth = PopulationPrior(INTERIM_HYPERPARAMETERS | VALIDATION_SHIFT)
     cat = simulate_catalog(n_objects, emulator, truth, seed=31)
     before = posteriors.infer(cat.flux, cat.flux_err, seed=1)
     t0 = time.perf_counter()
-    fit = fit_hyperparameters(posteriors, before.params, list(TRUE_HYPERPARAMETER_SHIFT))
+    fit = fit_hyperparameters(posteriors, before.params, list(VALIDATION_SHIFT))
     fit_s = time.perf_counter() - t0
     fitted = fit.prior(PopulationPrior())
     zeros, ones = np.zeros_like(cat.flux), np.ones_like(cat.flux)
@@ -99,10 +99,10 @@ def _loop_validation(n_objects: int, n_mcmc: int) -> dict[str, Any]:
     dz_before = np.abs(before.summaries["z_q50"][:n_mcmc] - z50_mcmc) / (1 + z50_mcmc)
     return {
         "hyper_fit": {h: {"fit": fit.hyperparameters[h], "err": fit.errors[h],
-                          "true": TRUE_HYPERPARAMETER_SHIFT[h],
+                          "true": VALIDATION_SHIFT[h],
                           "interim": INTERIM_HYPERPARAMETERS[h]} for h in fit.free},
         "hyper_max_abs_pull": max(abs(fit.hyperparameters[h] - v) / fit.errors[h]
-                                  for h, v in TRUE_HYPERPARAMETER_SHIFT.items()),
+                                  for h, v in VALIDATION_SHIFT.items()),
         "hyper_fit_s": fit_s, "hyper_fit_median_ess": fit.median_ess,
         "reweighted_vs_mcmc_median_dz50": float(np.median(dz)),
         "interim_vs_mcmc_median_dz50": float(np.median(dz_before)),
@@ -146,7 +146,7 @@ def run_reprocess_benchmark(
         clear_processor_cache()
         echo(f"parent run: {n} objects in {tracts} tracts")
 
-        new_prior = PopulationPrior(hyperparameters=INTERIM_HYPERPARAMETERS | TRUE_HYPERPARAMETER_SHIFT)  # fmt: skip
+        new_prior = PopulationPrior(hyperparameters=INTERIM_HYPERPARAMETERS | VALIDATION_SHIFT)  # fmt: skip
         rng = np.random.default_rng(3)
         with engine.begin() as conn:
             new_prior_id = register_prior_version(
@@ -192,7 +192,7 @@ def run_reprocess_benchmark(
     out["data"] = (
         f"{n} objects simulated under the interim prior (shipped emulator, LSST 10-year depth, "
         f"i < 25.3) in {tracts} tracts, posteriors from the shipped estimator; new prior "
-        f"{TRUE_HYPERPARAMETER_SHIFT}; calibration offsets U(-0.03, 0.03) mag in every band of "
+        f"{VALIDATION_SHIFT}; calibration offsets U(-0.03, 0.03) mag in every band of "
         f"half the tracts. Loop validation: {validation_objects} objects drawn from the shifted "
         f"population (seed 31), interim posteriors, hyperparameters fitted, reweighted to the "
         f"fitted prior, MCMC under the fitted prior on the first {n_mcmc}"

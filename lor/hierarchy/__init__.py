@@ -1,3 +1,4 @@
-"""The hierarchical loop: calibrate zeropoints, noise scales and prior hyperparameters from the
-population (:mod:`lor.hierarchy.calibrate`), then bring stored posteriors up to date by
-importance reweighting instead of re-running inference (:mod:`lor.hierarchy.reweight`)."""
+"""The hierarchical loop: fit the population prior's hyperparameters to stored posteriors
+(:mod:`lor.hierarchy.calibrate`), then bring stored posteriors up to date after a prior or
+calibration change by importance reweighting instead of re-running inference
+(:mod:`lor.hierarchy.reweight`)."""

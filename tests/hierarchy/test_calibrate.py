@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
-from lor.hierarchy.calibrate import fit_hyperparameters
-from lor.hierarchy.survey import TRUE_HYPERPARAMETER_SHIFT
+from lor.hierarchy.calibrate import VALIDATION_SHIFT, fit_hyperparameters
 from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
 
 
@@ -29,11 +28,11 @@ def test_hyperparameters_recovered_within_two_sigma(engine_posteriors) -> None: 
     interim prior; posteriors made under the interim prior; the fit finds the truth."""
     from lor.inference.simulate import simulate_catalog
 
-    truth = INTERIM_HYPERPARAMETERS | TRUE_HYPERPARAMETER_SHIFT
+    truth = INTERIM_HYPERPARAMETERS | VALIDATION_SHIFT
     cat = simulate_catalog(2000, engine_posteriors.emulator, PopulationPrior(truth), seed=21)
     params = engine_posteriors.infer(cat.flux, cat.flux_err, seed=1).params
-    fit = fit_hyperparameters(engine_posteriors, params, list(TRUE_HYPERPARAMETER_SHIFT))
-    for name, value in TRUE_HYPERPARAMETER_SHIFT.items():
+    fit = fit_hyperparameters(engine_posteriors, params, list(VALIDATION_SHIFT))
+    for name, value in VALIDATION_SHIFT.items():
         pull = (fit.hyperparameters[name] - value) / fit.errors[name]
         assert abs(pull) < 2, (name, fit.hyperparameters[name], fit.errors[name], value)
         # and the data moved it: the interim value is excluded
