@@ -376,7 +376,7 @@ def run_pipeline_benchmark(
     objects: int = 100_000,
     tracts: int = 20,
     sql_rows: int = 1_000_000,
-    batch_size: int = 1000,
+    batch_size: int = 2000,
     echo: Echo = print,
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns the figures."""

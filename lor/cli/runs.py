@@ -265,7 +265,7 @@ def export_command(run: str, fmt: str, out: Path, chunk_rows: int, z_points: int
 @click.option("--tracts", type=int, default=20, show_default=True)
 @click.option("--sql-rows", type=int, default=1_000_000, show_default=True,
               help="Posteriors in the one tract of the SQL query.")  # fmt: skip
-@click.option("--batch-size", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=int, default=2000, show_default=True)
 def bench_pipeline_command(objects: int, tracts: int, sql_rows: int, batch_size: int) -> None:
     """Processing rate in-process and on 1 and 2 Celery workers; SQL P(z) query on one tract."""
     from lor.bench.pipeline import run_pipeline_benchmark
