@@ -40,7 +40,9 @@ from lor.inference.amortized import InferenceResult, PhotometryPosteriors, Prepa
 from lor.inference.flags import Flag
 from lor.inference.prior import FACTORS, PopulationPrior
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
-from lor.sps.parameters import PARAM_NAMES
+from lor.sps.parameters import PARAM_NAMES, box_arrays, default_training_box
+
+LOW, HIGH = box_arrays(default_training_box())
 
 CUBATURE_ESS_MIN = 0.5
 """Cubature weights with a smaller effective sample fraction go to random draws."""
@@ -71,6 +73,16 @@ class PriorRatio:
     @property
     def is_identity(self) -> bool:
         return not self.factors
+
+    def warm_up(self) -> None:
+        """Compile for every batch shape the ratio will meet (:func:`lor.batching.bucket_sizes`),
+        so no XLA compile lands on a processed batch."""
+        from lor.batching import CHUNK, SMALLEST_BUCKET
+
+        size = SMALLEST_BUCKET
+        while self._fn is not None and size <= CHUNK:
+            self(np.tile(0.5 * (LOW + HIGH), (size, 1)))
+            size *= 2
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         """Log ratio at parameter rows ``(..., D)``; zeros when the priors are equal."""
@@ -187,6 +199,11 @@ class PosteriorReweighter:
         self.prior_ratio = PriorRatio(new_prior, old_prior)
         self.estimator_prior = estimator_prior or PopulationPrior()
         self.counts = ReweightCounts()
+
+    def warm_up(self) -> None:
+        """Compile the prior ratios (this change's and the fallback's) for every batch shape."""
+        self.prior_ratio.warm_up()
+        self._estimator_ratio.warm_up()
 
     @cached_property
     def _estimator_ratio(self) -> PriorRatio:

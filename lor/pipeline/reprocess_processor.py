@@ -91,6 +91,7 @@ def reprocess_processor(run: Run) -> ReprocessProcessor:
     posteriors = PhotometryPosteriors(estimator, emulator, fallback_prior=fallback)
     posteriors.warm_up()
     reweighter = PosteriorReweighter(posteriors, old_prior, new_prior)
+    reweighter.warm_up()
     return ReprocessProcessor(reweighter, posteriors.rep, old_terms, new_terms)
 
 
