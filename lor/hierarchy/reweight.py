@@ -18,7 +18,9 @@ effective sample size of the cubature weights says whether that was good enough;
 the object is reweighted with random draws and refitted by EM (:meth:`GaussianMixtureFlow.fit`).
 
 **Calibration change**: the likelihood ratio through the emulator is sharp for bright objects,
-so those objects always go through random draws, importance weights and an EM refit.
+so those objects go through random draws, importance weights and an EM refit, unless the
+likelihood moved so far (in units of its width) that no draw of the old posterior could carry
+weight: those are flagged at once (:func:`predicted_shift`).
 
 **Low effective sample size** after that: the object is flagged ``LOW_ESS`` and redone, by MCMC
 under the new prior and calibration when the run asks for it, else by a fresh pass of the
@@ -242,7 +244,10 @@ class PosteriorReweighter:
             params[rows[good]] = out[good]
             self.counts.cubature += int(good.sum())
             rows = rows[~good]
-        rows = np.concatenate([rows, np.flatnonzero(has & calibrated)])
+        shifted = np.flatnonzero(has & calibrated)
+        hopeless = predicted_shift(old, new, shifted) > np.log(IS_DRAWS / IS_EFFECTIVE_MIN)
+        low[shifted[hopeless]] = True
+        rows = np.concatenate([rows, shifted[~hopeless]])
         if len(rows):
 
             def log_weight(theta: np.ndarray) -> np.ndarray:
@@ -297,6 +302,23 @@ class PosteriorReweighter:
         if weak.any():
             out[weak], _ = importance_refit(self.rep, fresh[weak], self._estimator_ratio, seed)
         return out, np.full(len(rows), "reweighted")
+
+
+def predicted_shift(
+    old: PreparedPhotometry, new: PreparedPhotometry, rows: np.ndarray
+) -> np.ndarray:
+    """Squared shift of each object's likelihood between two calibrations, in units of its
+    width: ``sum_b ((F_new - F_old) / sigma_new)**2`` over usable bands.
+
+    Importance weights from draws of the old posterior keep about ``exp(-shift)`` of their
+    effective sample size (exactly, when the posterior is a Gaussian likelihood moved by
+    ``sqrt(shift)`` widths),
+    so objects whose shift exceeds ``ln(IS_DRAWS / IS_EFFECTIVE_MIN)`` go straight to the
+    fallback instead of paying for draws that cannot work.
+    """
+    usable = ~new.unusable[rows]
+    z = (new.flux[rows] - old.flux[rows]) / new.err[rows]
+    return np.where(usable, z * z, 0.0).sum(axis=1)
 
 
 def _log_likelihood(data: PreparedPhotometry, rows: np.ndarray, model: np.ndarray) -> np.ndarray:

@@ -96,3 +96,24 @@ def test_low_ess_objects_are_flagged_and_redone(engine) -> None:  # type: ignore
     z_new = engine.rep.z_quantile(out.params[low], 0.5)
     z_fresh = engine.rep.z_quantile(fresh[low], 0.5)
     assert np.allclose(z_new, z_fresh, atol=1e-6)
+
+
+def test_predicted_shift_separates_small_and_large_calibration_changes(engine) -> None:  # type: ignore[no-untyped-def]
+    from lor.hierarchy.reweight import IS_DRAWS, IS_EFFECTIVE_MIN, predicted_shift
+    from lor.inference.simulate import simulate_catalog
+
+    cat = simulate_catalog(50, engine.emulator, PopulationPrior(), seed=7)
+    old = engine.prepare(cat.flux, cat.flux_err)
+    rows = np.arange(50)
+    tiny = predicted_shift(
+        old,
+        engine.prepare(cat.flux, cat.flux_err, zeropoint_offset=np.full_like(cat.flux, 1e-4)),
+        rows,
+    )
+    large = predicted_shift(
+        old,
+        engine.prepare(cat.flux, cat.flux_err, zeropoint_offset=np.full_like(cat.flux, 0.3)),
+        rows,
+    )
+    limit = np.log(IS_DRAWS / IS_EFFECTIVE_MIN)
+    assert np.all(tiny < limit) and np.all(large > tiny) and np.median(large) > limit
