@@ -59,7 +59,7 @@ Echo = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def _database_env(url: str) -> Iterator[None]:
+def database_env(url: str) -> Iterator[None]:
     """Point this process's lor settings at ``url`` (the processor factory reads them)."""
     from lor.config import get_settings
 
@@ -101,7 +101,7 @@ def write_simulated_catalog(path: Path, n: int, n_tracts: int, seed: int = 1) ->
     return path
 
 
-def _bench_priors(engine: Engine, labels: tuple[str, ...]) -> dict[str, int]:
+def bench_priors(engine: Engine, labels: tuple[str, ...]) -> dict[str, int]:
     """One copy of the interim prior per run, so each run's model bundle is its own."""
     from lor.db.model_store import register_prior_version
     from lor.inference.prior import PopulationPrior
@@ -121,7 +121,9 @@ def _bench_priors(engine: Engine, labels: tuple[str, ...]) -> dict[str, int]:
         }
 
 
-def _create_run(engine: Engine, name: str, models: dict[str, int], prior: int, batch: int) -> int:
+def create_bench_run(
+    engine: Engine, name: str, models: dict[str, int], prior: int, batch: int
+) -> int:
     from lor.pipeline.runs import create_run
 
     queued = create_run(
@@ -397,7 +399,7 @@ def run_pipeline_benchmark(
     with (
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(server, "lor_bench") as url,
-        _database_env(url),
+        database_env(url),
     ):
         engine = make_engine(url)
         upgrade(engine)
@@ -410,9 +412,11 @@ def run_pipeline_benchmark(
         n = ingest.rows_new
         echo(f"simulated and ingested {n} objects in {tracts} tracts ({out['ingest_s']:.1f} s)")
         models = register_shipped_models(engine)
-        priors = _bench_priors(engine, ("in_process", "celery_1", "celery_2"))
+        priors = bench_priors(engine, ("in_process", "celery_1", "celery_2"))
 
-        run_id = _create_run(engine, "bench-in-process", models, priors["in_process"], batch_size)
+        run_id = create_bench_run(
+            engine, "bench-in-process", models, priors["in_process"], batch_size
+        )
         t0 = time.perf_counter()
         run_processor(engine, run_id)  # load, verify and warm up the models: once per process
         out["processor_load_s"] = time.perf_counter() - t0
@@ -427,7 +431,7 @@ def run_pipeline_benchmark(
             raise RuntimeError(f"in-process run stored {counts.done} of {n} posteriors")
 
         for c in (1, 2):
-            celery_run = _create_run(engine, f"bench-celery-{c}", models, priors[f"celery_{c}"], batch_size)  # fmt: skip
+            celery_run = create_bench_run(engine, f"bench-celery-{c}", models, priors[f"celery_{c}"], batch_size)  # fmt: skip
             rate, wall = _celery_rate(engine, url, celery_run, n, c, Path(tmp), echo)
             out[f"objects_per_s_celery_{c}"] = rate
             out[f"objects_per_s_celery_{c}_wall"] = wall

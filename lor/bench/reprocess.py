@@ -32,9 +32,9 @@ from sqlalchemy import text
 
 from lor.bench.pipeline import (
     RELEASE,
-    _bench_priors,
-    _create_run,
-    _database_env,
+    bench_priors,
+    create_bench_run,
+    database_env,
     write_simulated_catalog,
 )
 from lor.db.admin import temporary_database
@@ -133,15 +133,15 @@ def run_reprocess_benchmark(
     with (
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(resolve_database_url(), "lor_bench") as url,
-        _database_env(url),
+        database_env(url),
     ):
         engine = make_engine(url)
         upgrade(engine)
         path = write_simulated_catalog(Path(tmp) / "objects.parquet", objects, tracts)
         n = ingest_catalog(engine, path, RELEASE, progress=False).rows_new
         models = register_shipped_models(engine)
-        prior_id = _bench_priors(engine, ("parent",))["parent"]
-        parent = _create_run(engine, "bench-parent", models, prior_id, 2000)
+        prior_id = bench_priors(engine, ("parent",))["parent"]
+        parent = create_bench_run(engine, "bench-parent", models, prior_id, 2000)
         process_run(engine, parent, progress=False)
         clear_processor_cache()
         echo(f"parent run: {n} objects in {tracts} tracts")

@@ -30,7 +30,6 @@ was trained with) reweighted to the new prior as above; either way it carries ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -42,9 +41,7 @@ from lor.inference.amortized import InferenceResult, PhotometryPosteriors, Prepa
 from lor.inference.flags import Flag
 from lor.inference.prior import FACTORS, PopulationPrior
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
-from lor.sps.parameters import PARAM_NAMES, box_arrays, default_training_box
-
-LOW, HIGH = box_arrays(default_training_box())
+from lor.sps.parameters import PARAM_NAMES
 
 CUBATURE_ESS_MIN = 0.5
 """Cubature weights with a smaller effective sample fraction go to random draws."""
@@ -62,6 +59,7 @@ class PriorRatio:
 
     def __init__(self, new: PopulationPrior, old: PopulationPrior) -> None:
         self.factors = new.changed_factors(old)
+        self._centre = 0.5 * (new.low + new.high)
         names = sorted({p for f in self.factors for p in FACTORS[f][0]}, key=PARAM_NAMES.index)
         self.columns = np.array([PARAM_NAMES.index(p) for p in names], np.int64)
 
@@ -83,7 +81,7 @@ class PriorRatio:
 
         size = SMALLEST_BUCKET
         while self._fn is not None and size <= CHUNK:
-            self(np.tile(0.5 * (LOW + HIGH), (size, 1)))
+            self(np.tile(self._centre, (size, 1)))
             size *= 2
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
@@ -171,15 +169,6 @@ def importance_refit(
     return rep.fit(theta, w), effective
 
 
-@dataclass
-class ReweightCounts:
-    """How each object of a batch was brought up to date."""
-
-    cubature: int = 0
-    importance: int = 0
-    fallback: int = 0
-
-
 class PosteriorReweighter:
     """Reweights stored posteriors from (old prior, old calibration) to (new prior, new one).
 
@@ -200,7 +189,6 @@ class PosteriorReweighter:
         self.old_prior, self.new_prior = old_prior, new_prior
         self.prior_ratio = PriorRatio(new_prior, old_prior)
         self.estimator_prior = estimator_prior or PopulationPrior()
-        self.counts = ReweightCounts()
 
     def warm_up(self) -> None:
         """Compile the prior ratios (this change's and the fallback's) for every batch shape."""
@@ -242,7 +230,6 @@ class PosteriorReweighter:
             out, ess = reweight_by_cubature(self.rep, parent[rows], self.prior_ratio)
             good = ess >= CUBATURE_ESS_MIN
             params[rows[good]] = out[good]
-            self.counts.cubature += int(good.sum())
             rows = rows[~good]
         shifted = np.flatnonzero(has & calibrated)
         hopeless = predicted_shift(old, new, shifted) > np.log(IS_DRAWS / IS_EFFECTIVE_MIN)
@@ -262,7 +249,6 @@ class PosteriorReweighter:
             out, effective = importance_refit(self.rep, parent[rows], log_weight, seed)
             good = effective >= IS_EFFECTIVE_MIN
             params[rows[good]] = out[good]
-            self.counts.importance += int(good.sum())
             low[rows[~good]] = True
         method[np.isfinite(params).all(axis=1)] = "reweighted"
 
@@ -270,7 +256,6 @@ class PosteriorReweighter:
         if len(redo):
             params[redo], method[redo] = self._fallback(new, redo, seed)
             flags[redo] |= Flag.LOW_ESS | Flag.FALLBACK
-            self.counts.fallback += len(redo)
         done = np.flatnonzero(np.isfinite(params).all(axis=1))
         summaries: dict[str, np.ndarray] = {}
         chi2 = density = np.full(n, np.nan)

@@ -116,10 +116,6 @@ class InputDensity:
         return (np.log(np.exp(joint - top).sum(axis=1, keepdims=True)) + top)[:, 0]
 
 
-def input_log_density(density: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return InputDensity(density)(x)
-
-
 def tfd_mixture(density: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
     import tensorflow_probability as tfp
 
@@ -256,7 +252,7 @@ def train_estimator(
     density = fit_input_density(xs[:n_tr][complete], config.ood_components, config.seed)
     x_ho, _, missing_ho = simulate_pairs(config, emulator, 20_000, config.seed + 1)
     x_ho = estimator.standardized(x_ho)[~missing_ho.any(axis=1)]
-    threshold = float(np.quantile(input_log_density(density, x_ho), config.ood_false_flag_rate))
+    threshold = float(np.quantile(InputDensity(density)(x_ho), config.ood_false_flag_rate))
     estimator.ood = {f"density_{k}": v for k, v in density.items()} | {
         "density_threshold": np.array(threshold)
     }
