@@ -128,26 +128,65 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
 @click.argument("run")
 @click.option(
     "--free",
-    required=True,
-    help="Comma-separated hyperparameters to fit, e.g. z0,mass_mean,av_scale.",
+    default="",
+    help="Comma-separated prior hyperparameters to fit, e.g. z0,mass_mean,av_scale.",
 )
-@click.option("--name", default=None, help="Name of the new prior version.")
+@click.option(
+    "--zeropoints",
+    is_flag=True,
+    help="Also fit each tract's zeropoint offsets and noise scalings (under the fitted prior).",
+)
+@click.option("--reference-band", default=None,
+              help="Band whose offset stays as calibrated by stars (default: selection band).")
+@click.option("--name", default=None, help="Name of the new prior / calibration version.")
 @click.option("--tract", "tracts", type=int, multiple=True, help="Only these tracts (repeat).")
 @click.option("--samples", type=int, default=64, show_default=True, help="Draws per posterior.")
-def calibrate_command(run: str, free: str, name: str | None, tracts: tuple[int, ...],
-                      samples: int) -> None:  # fmt: skip
-    """Fit prior hyperparameters to RUN's stored posteriors; store a new prior version.
+@click.option("--density-objects", type=int, default=200_000, show_default=True,
+              help="Simulated objects behind the population density (zeropoints).")
+@click.option("--density-components", type=int, default=96, show_default=True,
+              help="Gaussian components of the population density (zeropoints).")
+@click.option("--min-objects", type=int, default=500, show_default=True,
+              help="Tracts with fewer usable objects keep their calibration (zeropoints).")
+def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str | None,
+                      name: str | None, tracts: tuple[int, ...], samples: int,
+                      density_objects: int, density_components: int,
+                      min_objects: int) -> None:  # fmt: skip
+    """Fit RUN's prior hyperparameters and/or tract calibration; store new versions.
 
-    Prints the fit as JSON; follow with `lor reprocess RUN --prior NAME`.
+    Hyperparameters (--free) come from the stored posteriors; zeropoint offsets and noise
+    scalings (--zeropoints) from the objects' photometry under the fitted prior. Prints the
+    fits as JSON; follow with `lor reprocess RUN --prior ID --calibration ID`.
     """
-    from lor.pipeline.calibration import calibrate_run
+    from lor.pipeline.amortized_processor import load_prior
+    from lor.pipeline.calibration import calibrate_run, calibrate_zeropoints
+    from lor.pipeline.processing import limit_compute_threads
+    from lor.pipeline.runs import get_run
 
-    prior_id, fit = calibrate_run(
-        _engine(), run, [h.strip() for h in free.split(",") if h.strip()], name,
-        list(tracts) or None, samples,
-    )  # fmt: skip
-    click.echo(json.dumps({"prior_version_id": prior_id, "hyperparameters": fit.hyperparameters,
-                           **fit.as_provenance()}, default=float))  # fmt: skip
+    names = [h.strip() for h in free.split(",") if h.strip()]
+    if not names and not zeropoints:
+        raise click.UsageError("nothing to fit: give --free HYPERPARAMETERS and/or --zeropoints")
+    limit_compute_threads()
+    engine = _engine()
+    out: dict[str, object] = {}
+    with engine.connect() as conn:
+        prior = load_prior(conn, get_run(engine, run).prior_version_id)
+    if names:
+        prior_id, fit = calibrate_run(engine, run, names, name, list(tracts) or None, samples)
+        out |= {"prior_version_id": prior_id, "hyperparameters": fit.hyperparameters,
+                **fit.as_provenance()}  # fmt: skip
+        prior = fit.prior(prior)
+    if zeropoints:
+        cal_id, fits = calibrate_zeropoints(
+            engine, run, prior, name, list(tracts) or None, reference_band,
+            density_objects, density_components, min_objects,
+        )  # fmt: skip
+        out["calibration_version_id"] = cal_id
+        out["tracts"] = {f.tract_id: {"zeropoint_offset": f.zeropoint_offset.tolist(),
+                                      "zeropoint_err": f.zeropoint_err.tolist(),
+                                      "noise_scale": f.noise_scale.tolist(),
+                                      "noise_scale_err": f.noise_scale_err.tolist(),
+                                      "n_objects": f.n_objects} for f in fits}  # fmt: skip
+    click.echo(json.dumps(out, default=float))
 
 
 @click.command("reprocess")

@@ -1,5 +1,7 @@
-"""``lor calibrate``: fit prior hyperparameters to a run's stored posteriors and store the
-result as a new prior version (parent: the run's prior), ready for ``lor reprocess``."""
+"""``lor calibrate``: fit a run's prior hyperparameters (to its stored posteriors) and its
+tracts' zeropoint offsets and noise scalings (to its objects' photometry, under the fitted
+prior), and store them as a new prior version and a new calibration version (parents: the
+run's), ready for ``lor reprocess``."""
 
 from __future__ import annotations
 
@@ -8,13 +10,24 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, text
 
+from lor.db.calibration_store import create_calibration_version, terms_by_tract
 from lor.db.model_store import register_prior_version
 from lor.hierarchy.calibrate import HyperparameterFit, fit_hyperparameters
+from lor.hierarchy.zeropoints import PopulationDensity, TractCalibration, fit_tract
+from lor.inference.data_model import DataModel
+from lor.inference.flags import Flag
+from lor.inference.prior import PopulationPrior
 from lor.pipeline.amortized_processor import load_prior, load_run_models
 from lor.pipeline.runs import get_run
 from lor.version import code_version
 
 METHOD = "hierarchical-importance-sampling"
+ZEROPOINT_METHOD = "population-density-marginal-likelihood"
+CALIBRATION_EXCLUDES = Flag.BAD_INPUT | Flag.MISSING_BANDS | Flag.NO_POSTERIOR | Flag.INPUT_OOD
+"""Objects the zeropoint fit leaves out: incomplete photometry, or photometry outside the
+population the model was trained on (stars, AGN and artefacts in real catalogs), which no
+offset should chase. POOR_FIT is kept: a miscalibrated band is what makes bright galaxies
+fit poorly, so leaving them out would hide the very offsets being fitted."""
 
 
 def stored_params(engine: Engine, run_id: int, tracts: list[int] | None = None) -> np.ndarray:
@@ -61,3 +74,91 @@ def calibrate_run(
             parent_id=found.prior_version_id,
         )  # fmt: skip
     return prior_id, fit
+
+
+def run_photometry(
+    engine: Engine, run_id: int, bands: list[str], tracts: list[int] | None = None
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{tract: (flux, flux_err)}`` (N, B) nJy of the run's objects usable for calibration:
+    every band measured, Galactic extinction undone, not flagged as the model's outliers
+    (:data:`CALIBRATION_EXCLUDES`)."""
+    sql = (
+        "SELECT p.tract_id, o.flux, o.flux_err, coalesce(o.ebv, 'NaN') "
+        "FROM lor.run_posteriors(:r) p JOIN lor.objects o "
+        "ON o.tract_id = p.tract_id AND o.object_id = p.object_id "
+        "WHERE p.ood_flags & :excluded = 0 AND o.missing_mask = 0"
+    )
+    args: dict[str, Any] = {"r": run_id, "excluded": int(CALIBRATION_EXCLUDES)}
+    if tracts:
+        sql += " AND p.tract_id = ANY(:t)"
+        args["t"] = list(tracts)
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), args).all()
+    if not rows:
+        return {}
+    tract = np.array([r[0] for r in rows])
+    flux = np.array([r[1] for r in rows], np.float64)
+    err = np.array([r[2] for r in rows], np.float64)
+    ebv = np.array([r[3] for r in rows], np.float64)
+    flux, err = DataModel(bands=bands).deredden(flux, err, ebv)
+    return {int(t): (flux[tract == t], err[tract == t]) for t in np.unique(tract)}
+
+
+def calibrate_zeropoints(
+    engine: Engine,
+    run: int | str,
+    prior: PopulationPrior,
+    name: str | None = None,
+    tracts: list[int] | None = None,
+    reference_band: str | None = None,
+    density_objects: int = 200_000,
+    density_components: int = 96,
+    min_objects: int = 500,
+    seed: int = 0,
+) -> tuple[int, list[TractCalibration]]:
+    """Fit each tract's offsets and noise scalings under ``prior``; store and return the
+    calibration version (parent: the run's) and the fits.
+
+    The reference band (default: the prior's selection band) keeps the offset of the run's
+    calibration version (0 without one): galaxies measure colours, not the gray offset.
+    Tracts with fewer than ``min_objects`` usable objects are skipped (their offsets would
+    be noise) and listed in the provenance.
+    """
+    found = get_run(engine, run)
+    with engine.connect() as conn:
+        _, emulator = load_run_models(conn, found)
+        bands = list(emulator.band_names)
+        parent = (
+            terms_by_tract(conn, found.calibration_version_id, bands)
+            if found.calibration_version_id is not None else {}
+        )  # fmt: skip
+    reference_band = reference_band or str(prior.selection["band"])
+    photometry = run_photometry(engine, found.id, bands, tracts)
+    usable = {t: v for t, v in photometry.items() if len(v[0]) >= min_objects}
+    if not usable:
+        raise ValueError(
+            f"run {found.name} has no tract with {min_objects} or more usable objects to calibrate"
+        )
+    density = PopulationDensity.simulate(
+        emulator, prior, n_objects=density_objects, n_components=density_components, seed=seed
+    )
+    ref = bands.index(reference_band)
+    fits = [
+        fit_tract(density, t, bands, flux, err, reference_band,
+                  float(parent[t][0][ref]) if t in parent else 0.0)
+        for t, (flux, err) in sorted(usable.items())
+    ]  # fmt: skip
+    provenance = {
+        "fitted_on_run": found.id, "prior": prior.as_record(), "reference_band": reference_band,
+        "density": density.details, "code_version": code_version(),
+        "tracts": {str(f.tract_id): {"n_objects": f.n_objects, "converged": f.converged,
+                                     "covariance": f.covariance.tolist(), **f.details}
+                   for f in fits},
+        "skipped_tracts": {str(t): len(v[0]) for t, v in photometry.items() if t not in usable},
+    }  # fmt: skip
+    with engine.begin() as conn:
+        version = create_calibration_version(
+            conn, name or f"{found.name}-calibration", {f.tract_id: f.as_terms() for f in fits},
+            ZEROPOINT_METHOD, provenance, parent_id=found.calibration_version_id,
+        )  # fmt: skip
+    return version, fits

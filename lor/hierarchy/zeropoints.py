@@ -1,0 +1,268 @@
+"""Per-tract zeropoint offsets and noise scalings, fitted to the galaxy population in data space.
+
+For a tract with offsets ``zp`` (mag per band; the catalog's fluxes are
+``f_true 10**(-0.4 zp)``) and noise scalings ``s`` (the true scatter is ``s`` times the
+reported error), the hierarchical likelihood of its objects is the product of their marginal
+likelihoods ``p(d_i | zp, s, alpha) = ∫ p(d_i | theta, zp, s) pi_alpha(theta) dtheta``:
+the density of the *population* in data space, convolved with each object's noise.
+
+That density is built by simulation under the fitted prior ``pi_alpha``: noise-free fluxes
+of its selected population through the emulator, in asinh magnitudes (Lupton et al. 1999:
+defined for faint and negative fluxes, logarithmic for bright ones), fitted with a Gaussian
+mixture. Each object's marginal likelihood is then the mixture convolved with its own noise,
+linearized in asinh magnitudes (extreme deconvolution's likelihood, Bovy et al. 2011), so
+offsets and noise scalings both enter analytically and are fitted by L-BFGS on TensorFlow
+gradients, with Laplace errors.
+
+Why not per-object posteriors: an offset in one band is absorbed by each object's own
+parameters (8 parameters, 6 bands), so the information sits in the population, in the
+difference between how much each object absorbs and how far that moves it in the prior.
+Importance weights from the stored flows between calibrations keep 2-3 effective draws of 64
+at LSST signal-to-noise, and per-object Laplace approximations fail on the curved likelihood
+ridges of bright objects (measured: exact Hessians indefinite at a third of the MAPs,
+importance sampling from them keeps ESS 2 of 64, and the MAP residuals bias the u-band
+offset by 0.1 mag at the true calibration). The data-space density has no per-object
+posterior in it at all.
+
+What galaxies cannot tell: a gray offset (all bands alike) is a pure magnitude shift,
+exactly what stellar mass does, so only colours are measured. One *reference band* per tract
+keeps the offset it has (from the stellar calibration); by default the selection band, so
+the survey's depth cut does not move with the fitted offsets either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from scipy.optimize import minimize
+
+from lor.inference.data_model import DataModel
+from lor.inference.prior import PopulationPrior
+
+ASINH_SCALE = 2.5 / np.log(10.0)
+ZP_BOUNDS = (-0.3, 0.3)
+"""Largest offset (mag) fitted: beyond it a tract is broken, not miscalibrated."""
+LOG_SCALE_BOUNDS = (np.log(0.5), np.log(3.0))
+
+
+def asinh_magnitudes(flux: np.ndarray | tf.Tensor, softening: np.ndarray) -> Any:
+    """Asinh magnitudes up to a per-band constant: ``-2.5/ln10 asinh(f / 2b)``."""
+    if isinstance(flux, tf.Tensor):
+        return -ASINH_SCALE * tf.math.asinh(flux / (2.0 * softening))
+    return -ASINH_SCALE * np.arcsinh(flux / (2.0 * softening))
+
+
+@dataclass
+class PopulationDensity:
+    """The population's noise-free density in asinh magnitudes: a Gaussian mixture."""
+
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, B)
+    covariances: np.ndarray  # (K, B, B)
+    softening: np.ndarray  # (B,) nJy: the sky-limited 1-sigma flux error
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def simulate(
+        cls,
+        emulator,  # type: ignore[no-untyped-def]
+        prior: PopulationPrior,
+        data_model: DataModel | None = None,
+        n_objects: int = 200_000,
+        n_components: int = 96,
+        seed: int = 0,
+    ) -> PopulationDensity:
+        """Fit the mixture to the noise-free fluxes of ``n_objects`` drawn from ``prior`` and
+        passing its selection (on observed, noisy magnitudes, as the survey selects)."""
+        from sklearn.mixture import GaussianMixture
+
+        from lor.inference.simulate import simulate_catalog
+
+        data_model = data_model or DataModel(bands=emulator.band_names)
+        cat = simulate_catalog(n_objects, emulator, prior, data_model, seed=seed)
+        softening = data_model.flux_error(np.zeros((1, len(data_model.bands))))[0]
+        x = asinh_magnitudes(cat.true_flux, softening)
+        gmm = GaussianMixture(n_components, covariance_type="full", reg_covar=1e-5,
+                              max_iter=300, random_state=seed).fit(x)  # fmt: skip
+        return cls(gmm.weights_, gmm.means_, gmm.covariances_, softening, details={
+            "n_objects": n_objects, "n_components": n_components, "seed": seed,
+            "converged": bool(gmm.converged_), "mean_log_density": float(gmm.score(x)),
+        })  # fmt: skip
+
+
+@dataclass
+class TractCalibration:
+    """Fitted offsets and scalings of one tract, with their uncertainties."""
+
+    tract_id: int
+    bands: list[str]
+    zeropoint_offset: np.ndarray  # (B,) mag; catalog = true * 10**(-0.4 zp)
+    zeropoint_err: np.ndarray  # (B,); 0 for the reference band (not fitted)
+    noise_scale: np.ndarray  # (B,)
+    noise_scale_err: np.ndarray  # (B,)
+    covariance: np.ndarray  # of (free offsets, log noise scales)
+    reference_band: str
+    n_objects: int
+    converged: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_terms(self) -> dict[str, tuple[float, float | None, float, float | None]]:
+        """``{band: (zp, zp_err, noise_scale, scale_err)}`` as a calibration version stores."""
+        return {
+            b: (float(self.zeropoint_offset[i]),
+                None if b == self.reference_band else float(self.zeropoint_err[i]),
+                float(self.noise_scale[i]), float(self.noise_scale_err[i]))
+            for i, b in enumerate(self.bands)
+        }  # fmt: skip
+
+
+class _TractObjective:
+    """Negative log likelihood of one tract's objects in (free offsets, log noise scales).
+
+    Each object keeps only the ``n_nearest`` mixture components that carry it at the start
+    (the rest add less than e**-20 of its density at offsets of tenths of a magnitude): the
+    likelihood then costs N x n_nearest small Cholesky factorizations instead of N x K.
+    """
+
+    def __init__(
+        self,
+        density: PopulationDensity,
+        flux: np.ndarray,
+        err: np.ndarray,
+        reference_zp: float,
+        free: list[int],
+        n_nearest: int = 12,
+    ) -> None:
+        self.free = free
+        self.n_bands = flux.shape[1]
+        self.flux = tf.constant(flux, tf.float64)
+        self.err = tf.constant(err, tf.float64)
+        self.softening = tf.constant(density.softening, tf.float64)
+        self.reference_zp = reference_zp
+        log_w = tf.constant(np.log(density.weights), tf.float64)
+        means = tf.constant(density.means, tf.float64)
+        covs = tf.constant(density.covariances, tf.float64)
+        zero = tf.zeros(self.n_bands, tf.float64)
+        start = self.offsets(tf.zeros(len(free), tf.float64)) if free else zero
+        x, noise, _ = self._data(start, zero)
+        nearest = _component_log_probs(log_w, means, covs, x, noise)
+        k = min(n_nearest, len(density.weights))
+        idx = tf.math.top_k(nearest, k).indices  # (N, k)
+        self.log_w, self.means, self.covs = (tf.gather(t, idx) for t in (log_w, means, covs))
+        self._value_and_grad = tf.function(self._vg)
+
+    def _data(self, zp: tf.Tensor, log_scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Corrected asinh magnitudes (N, B), their noise variances (N, B) and the log
+        Jacobian of flux -> asinh magnitude (N,)."""
+        gain = tf.pow(tf.constant(10.0, tf.float64), 0.4 * zp)
+        corrected = self.flux * gain
+        x = asinh_magnitudes(corrected, self.softening)
+        slope = ASINH_SCALE / tf.sqrt(corrected**2 + 4.0 * self.softening**2)  # |dx/df|
+        noise = (slope * gain * tf.exp(log_scale) * self.err) ** 2
+        return x, noise, tf.reduce_sum(tf.math.log(slope * gain), axis=1)
+
+    def offsets(self, zp_free: tf.Tensor) -> tf.Tensor:
+        """All bands' offsets: the free ones, and the reference band's fixed value."""
+        parts, k = [], 0
+        for b in range(self.n_bands):
+            if b in self.free:
+                parts.append(zp_free[k])
+                k += 1
+            else:
+                parts.append(tf.constant(self.reference_zp, tf.float64))
+        return tf.stack(parts)
+
+    def per_object(self, zp: tf.Tensor, log_scale: tf.Tensor) -> tf.Tensor:
+        """``log p(f_obs | zp, s)`` of each object, (N,)."""
+        x, noise, jacobian = self._data(zp, log_scale)
+        return tf.reduce_logsumexp(
+            _component_log_probs(self.log_w, self.means, self.covs, x, noise), axis=1
+        ) + jacobian
+
+    def _nll(self, params: tf.Tensor) -> tf.Tensor:
+        k = len(self.free)
+        return -tf.reduce_sum(self.per_object(self.offsets(params[:k]), params[k:]))
+
+    def _vg(self, params: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            value = self._nll(params)
+        return value, tape.gradient(value, params)
+
+    def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = self._value_and_grad(tf.constant(params, tf.float64))
+        return float(value), grad.numpy()
+
+
+def _component_log_probs(
+    log_w: tf.Tensor, means: tf.Tensor, covs: tf.Tensor, x: tf.Tensor, noise: tf.Tensor
+) -> tf.Tensor:
+    """``log w_k N(x_i | mu_k, V_k + diag(noise_i))``, (N, K); the mixture's arrays are
+    shared (K, ...) or per object (N, K, ...)."""
+    n_bands = x.shape[-1]
+    cov = covs + tf.linalg.diag(noise)[:, None]  # (N, K, B, B)
+    chol = tf.linalg.cholesky(cov)
+    diff = x[:, None, :] - means
+    sol = tf.linalg.triangular_solve(chol, diff[..., None])[..., 0]
+    log_det = 2.0 * tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol)), axis=-1)
+    return log_w - 0.5 * (tf.reduce_sum(sol**2, -1) + log_det + n_bands * np.log(2 * np.pi))
+
+
+def fit_tract(
+    density: PopulationDensity,
+    tract_id: int,
+    bands: list[str],
+    flux: np.ndarray,
+    err: np.ndarray,
+    reference_band: str = "i",
+    reference_zp: float = 0.0,
+    fit_noise: bool = True,
+) -> TractCalibration:
+    """Offsets (all bands but ``reference_band``, which keeps ``reference_zp``) and noise
+    scalings of one tract from its objects' catalog ``flux`` and ``err`` (N, B), nJy,
+    dereddened, every band measured."""
+    flux, err = np.asarray(flux, np.float64), np.asarray(err, np.float64)
+    ok = np.all(np.isfinite(flux) & np.isfinite(err) & (err > 0), axis=1)
+    flux, err = flux[ok], err[ok]
+    if reference_band not in bands:
+        raise ValueError(f"reference band {reference_band!r} is not one of the bands {bands}")
+    b = len(bands)
+    ref = bands.index(reference_band)
+    free = [k for k in range(b) if k != ref]
+    objective = _TractObjective(density, flux, err, reference_zp, free)
+    k = len(free)
+    start = np.zeros(k + b)
+    bounds = [ZP_BOUNDS] * k + [LOG_SCALE_BOUNDS if fit_noise else (0.0, 0.0)] * b
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    fitted = [i for i in range(k + b) if fit_noise or i < k]
+    hess = _hessian(objective, result.x, fitted)
+    cov = np.linalg.inv(hess)
+    errors = np.zeros(k + b)
+    errors[fitted] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    zp = np.full(b, reference_zp)
+    zp_err = np.zeros(b)
+    zp[free], zp_err[free] = result.x[:k], errors[:k]
+    scale = np.exp(result.x[k:])
+    return TractCalibration(
+        tract_id=tract_id, bands=list(bands), zeropoint_offset=zp, zeropoint_err=zp_err,
+        noise_scale=scale, noise_scale_err=scale * errors[k:], covariance=cov,
+        reference_band=reference_band, n_objects=int(ok.sum()), converged=bool(result.success),
+        details={"iterations": int(result.nit), "nll": float(result.fun),
+                 "objects_dropped": int((~ok).sum())},
+    )  # fmt: skip
+
+
+def _hessian(objective: _TractObjective, x: np.ndarray, which: list[int]) -> np.ndarray:
+    """Hessian of the objective in the coordinates ``which``, by central differences of its
+    exact gradient."""
+    hess = np.zeros((len(which), len(which)))
+    for col, i in enumerate(which):
+        h = 1e-4
+        up, down = x.copy(), x.copy()
+        up[i] += h
+        down[i] -= h
+        hess[:, col] = (objective(up)[1][which] - objective(down)[1][which]) / (2 * h)
+    return 0.5 * (hess + hess.T)
