@@ -136,17 +136,35 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
     is_flag=True,
     help="Also fit each tract's zeropoint offsets and noise scalings (under the fitted prior).",
 )
-@click.option("--reference-band", default=None,
-              help="Band whose offset stays as calibrated by stars (default: selection band).")
+@click.option(
+    "--reference-band",
+    default=None,
+    help="Band whose offset stays as calibrated by stars (default: selection band).",
+)
 @click.option("--name", default=None, help="Name of the new prior / calibration version.")
 @click.option("--tract", "tracts", type=int, multiple=True, help="Only these tracts (repeat).")
 @click.option("--samples", type=int, default=64, show_default=True, help="Draws per posterior.")
-@click.option("--density-objects", type=int, default=200_000, show_default=True,
-              help="Simulated objects behind the population density (zeropoints).")
-@click.option("--density-components", type=int, default=96, show_default=True,
-              help="Gaussian components of the population density (zeropoints).")
-@click.option("--min-objects", type=int, default=500, show_default=True,
-              help="Tracts with fewer usable objects keep their calibration (zeropoints).")
+@click.option(
+    "--density-objects",
+    type=int,
+    default=200_000,
+    show_default=True,
+    help="Simulated objects behind the population density (zeropoints).",
+)
+@click.option(
+    "--density-components",
+    type=int,
+    default=96,
+    show_default=True,
+    help="Gaussian components of the population density (zeropoints).",
+)
+@click.option(
+    "--min-objects",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Tracts with fewer usable objects keep their calibration (zeropoints).",
+)
 def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str | None,
                       name: str | None, tracts: tuple[int, ...], samples: int,
                       density_objects: int, density_components: int,

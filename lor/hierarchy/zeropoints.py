@@ -178,9 +178,12 @@ class _TractObjective:
     def per_object(self, zp: tf.Tensor, log_scale: tf.Tensor) -> tf.Tensor:
         """``log p(f_obs | zp, s)`` of each object, (N,)."""
         x, noise, jacobian = self._data(zp, log_scale)
-        return tf.reduce_logsumexp(
-            _component_log_probs(self.log_w, self.means, self.covs, x, noise), axis=1
-        ) + jacobian
+        return (
+            tf.reduce_logsumexp(
+                _component_log_probs(self.log_w, self.means, self.covs, x, noise), axis=1
+            )
+            + jacobian
+        )
 
     def _nll(self, params: tf.Tensor) -> tf.Tensor:
         k = len(self.free)
