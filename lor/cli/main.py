@@ -222,11 +222,23 @@ def bench_estimator(objects: int, n_mcmc: int) -> None:
 @bench.command("reprocess")
 @click.option("--objects", type=int, default=50_000, show_default=True)
 @click.option("--tracts", type=int, default=10, show_default=True)
-def bench_reprocess(objects: int, tracts: int) -> None:
+@click.option("--validation-tracts", type=int, default=4, show_default=True)
+@click.option("--validation-per-tract", type=int, default=30_000, show_default=True)
+@click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
+def bench_reprocess(
+    objects: int, tracts: int, validation_tracts: int, validation_per_tract: int, n_mcmc: int
+) -> None:
     """Reprocess rates (prior / calibration change), LOW_ESS fraction, calibration recovery."""
     from lor.bench.reprocess import run_reprocess_benchmark
 
-    click.echo(json.dumps(run_reprocess_benchmark(objects, tracts), default=float))
+    click.echo(
+        json.dumps(
+            run_reprocess_benchmark(
+                objects, tracts, validation_tracts, validation_per_tract, n_mcmc
+            ),
+            default=float,
+        )
+    )
 
 
 @bench.command("posteriors")

@@ -29,7 +29,9 @@ def emulator():  # type: ignore[no-untyped-def]
 def density(emulator) -> PopulationDensity:  # type: ignore[no-untyped-def]
     """A small population density (the bench and `lor calibrate` use 200k objects, 96
     components): enough for offsets of a few hundredths at these sample sizes."""
-    return PopulationDensity.simulate(emulator, TRUTH, n_objects=40_000, n_components=32, seed=3)
+    return PopulationDensity.simulate(
+        emulator, TRUTH, n_objects=40_000, n_components=32, seed=3, n_null=6000
+    )
 
 
 def test_injected_offsets_are_recovered_within_their_errors(emulator, density) -> None:  # type: ignore[no-untyped-def]
