@@ -215,11 +215,18 @@ def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str
 )
 @click.option("--name", default=None, help="Run name (default run-<id>).")
 @click.option("--batch-size", type=int, default=None, help="Objects per claimed batch.")
+@click.option(
+    "--marginalize",
+    type=int,
+    default=0,
+    help="Average the new prior over this many draws of its fitted hyperparameters "
+    "(their uncertainty from `lor calibrate`) instead of fixing them at the best fit.",
+)
 @click.option("--dispatch", is_flag=True, help="Hand the run to the Celery workers instead.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def reprocess_command(parent_run: str, prior: str | None, calibration: str | None,
-                      name: str | None, batch_size: int | None, dispatch: bool,
-                      no_progress: bool) -> None:  # fmt: skip
+                      name: str | None, batch_size: int | None, marginalize: int,
+                      dispatch: bool, no_progress: bool) -> None:  # fmt: skip
     """Update PARENT_RUN's posteriors to a new prior and/or calibration by reweighting them.
 
     Queues only the affected objects (all of them for a new prior; those of tracts whose
@@ -231,7 +238,11 @@ def reprocess_command(parent_run: str, prior: str | None, calibration: str | Non
     from lor.pipeline.runs import run_status
 
     engine = _engine()
-    config = {"batch_size": batch_size} if batch_size is not None else {}
+    config: dict[str, int] = {"batch_size": batch_size} if batch_size is not None else {}
+    if marginalize:
+        if marginalize < 2:
+            raise click.UsageError("--marginalize needs at least 2 draws")
+        config["marginalize_hyperparameters"] = marginalize
     queued = create_reprocess_run(engine, parent_run, prior, calibration, name, config)
     run, plan = queued.run, queued.run.config["reprocess"]
     click.echo(

@@ -30,7 +30,7 @@ import tensorflow as tf
 from scipy.optimize import minimize
 
 from lor.inference.amortized import PhotometryPosteriors
-from lor.inference.prior import FACTORS, PopulationPrior
+from lor.inference.prior import FACTORS, PopulationPrior, PriorMixture
 
 HYPER_BOUNDS: dict[str, tuple[float, float]] = {
     "z0": (0.2, 3.0), "alpha": (0.2, 5.0), "beta": (0.5, 4.0),
@@ -70,6 +70,32 @@ class HyperparameterFit:
             "n_objects": self.n_objects, "median_ess": self.median_ess,
             "frac_ess_below_10": self.frac_ess_below_10, **self.details,
         }  # fmt: skip
+
+
+def hyperparameter_mixture(
+    prior: PopulationPrior,
+    free: list[str],
+    covariance: np.ndarray,
+    n_draws: int = 16,
+    seed: int = 0,
+) -> PriorMixture:
+    """``prior`` averaged over ``n_draws`` of its ``free`` hyperparameters from the fit's
+    Gaussian (Laplace) uncertainty, kept inside :data:`HYPER_BOUNDS`; antithetic pairs keep
+    the mixture's mean at the best fit."""
+    if n_draws < 2:
+        raise ValueError("marginalizing over hyperparameters needs at least 2 draws")
+    centre = np.array([float(prior.hyperparameters[h]) for h in free])
+    half = np.random.default_rng(seed).multivariate_normal(
+        np.zeros(len(free)), np.asarray(covariance, float), (n_draws + 1) // 2
+    )
+    draws = centre + np.concatenate([half, -half])[:n_draws]
+    low, high = (np.array([HYPER_BOUNDS[h][i] for h in free]) for i in (0, 1))
+    draws = np.clip(draws, low, high)
+    return PriorMixture([
+        PopulationPrior(hyperparameters=prior.hyperparameters | dict(zip(free, map(float, row), strict=True)),
+                        box=prior.box, selection=dict(prior.selection))
+        for row in draws
+    ])  # fmt: skip
 
 
 class _Objective:

@@ -10,11 +10,13 @@ then the OOD checks (input density, prior edges, posterior-predictive chi-square
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from lor.errors import ConfigError
 from lor.inference.data_model import DataModel
-from lor.inference.derived import derived_quantities
+from lor.inference.derived import LEADING_PARAMS, derived_quantities
 from lor.inference.estimator import AmortizedEstimator, input_features
 from lor.inference.estimator_training import InputDensity
 from lor.inference.flags import Flag
@@ -22,6 +24,8 @@ from lor.inference.flags import Flag
 EDGE_FRACTION = 0.01
 EDGE_MASS_LIMIT = 0.2
 CHI2_DRAWS = 8
+SUMMARY_POINTS_SEED = 20261125
+"""Scrambling seed of the Sobol set whose points every object's log SFR draws share."""
 FALLBACK_TRIGGERS = Flag.INPUT_OOD | Flag.POOR_FIT | Flag.PRIOR_EDGE
 """Flags that send an object to the MCMC fallback (when the run asks for it)."""
 
@@ -81,6 +85,8 @@ class PhotometryPosteriors:
         self.rep = estimator.representation
         self.bands = estimator.band_names
         self.data_model = DataModel(bands=self.bands)
+        if n_summary_samples < 2 or n_summary_samples & (n_summary_samples - 1):
+            raise ConfigError(f"n_summary_samples must be a power of two, not {n_summary_samples}")
         self.n_summary_samples = n_summary_samples
         self.fallback_prior = fallback_prior
         self.fallback_steps = fallback_steps or {"n_burn": 1000, "n_steps": 1000, "thin": 10}
@@ -177,7 +183,7 @@ class PhotometryPosteriors:
                     seed,
                 )
                 params[redo] = new
-                s, _ = self.summaries(new, seed)
+                s = self.summaries(new)
                 for k, v in s.items():
                     summaries[k][redo] = v
                 flags[redo] |= Flag.FALLBACK
@@ -185,20 +191,32 @@ class PhotometryPosteriors:
         return InferenceResult(params, summaries, flags, method, chi2, density)
 
     def summaries_and_checks(
-        self, params: np.ndarray, data: PreparedPhotometry, rows: np.ndarray, seed: int
+        self,
+        params: np.ndarray,
+        data: PreparedPhotometry,
+        rows: np.ndarray,
+        seed: int,
+        check_data: np.ndarray | None = None,
     ) -> tuple[dict[str, np.ndarray], PosteriorChecks]:
         """Summary columns (NaN outside ``rows``) and the posterior checks of ``params[rows]``
-        against the prepared photometry: prior edge, posterior-predictive fit, input density."""
+        against the prepared photometry: prior edge, posterior-predictive fit, input density.
+
+        ``check_data`` (bool over ``rows``, default all) picks the rows whose fit and input
+        density are checked; the others' are left to the caller (a reprocess run carries
+        them over from the parent posterior when the likelihood did not change).
+        """
         n = len(data.flux)
         p = params[rows]
-        s, theta = self.summaries(p, seed)
+        s = self.summaries(p)
         summaries = {k: np.full(n, np.nan) for k in s}
         for k, v in s.items():
             summaries[k][rows] = v
         checks = PosteriorChecks(np.zeros(n, np.int32), np.full(n, np.nan), np.full(n, np.nan))
-        checks.flags[rows] |= self._edge_flags(theta)
+        checks.flags[rows] |= self._edge_flags(p)
+        if check_data is not None:
+            rows, p = rows[check_data], p[check_data]
         chi2 = self._reduced_chi2(
-            p, theta, data.flux[rows], data.err[rows], data.unusable[rows], self._chi2_threshold
+            p, data.flux[rows], data.err[rows], data.unusable[rows], seed, self._chi2_threshold
         )
         checks.reduced_chi2[rows] = chi2
         checks.flags[rows[chi2 > self._chi2_threshold]] |= Flag.POOR_FIT
@@ -225,70 +243,76 @@ class PhotometryPosteriors:
         )
         return self.rep.fit(samples).astype(np.float32)
 
-    def summaries(self, params: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The 24 summary columns; one set of posterior draws serves log SFR and the edge check."""
+    def summaries(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        """The 24 summary columns: redshift and mass analytic, log SFR from posterior draws
+        at a fixed scrambled Sobol set shared by every object (:meth:`sample_points`), so
+        the columns are a deterministic function of the posterior."""
         from lor.posteriors.base import SUMMARY_QUANTILES
         from lor.posteriors.sample_stats import sample_summary
 
         summaries = self.rep.summaries(params, None)
-        theta = self.rep.sample(params, self.n_summary_samples, seed, np.float32)  # (N, S, D)
+        theta = self.rep.sample_at(params, self.sample_points(), LEADING_PARAMS)
         n, s, d = theta.shape
         sfr = derived_quantities(theta.reshape(n * s, d))["log_sfr"].reshape(n, s)
         summaries |= {f"log_sfr_{k}": v for k, v in sample_summary(sfr, SUMMARY_QUANTILES).items()}
-        return summaries, theta
+        return summaries
 
-    def edge_statistic(self, theta: np.ndarray) -> np.ndarray:
-        """Largest fraction of posterior draws within 1% of a box edge, over parameters.
+    def sample_points(self) -> np.ndarray:
+        """The unit-cube points ``(n_summary_samples, 1 + LEADING_PARAMS)`` of the log SFR
+        draws: a component coordinate, then one per parameter that log SFR reads."""
+        return _sobol_points(self.n_summary_samples, 1 + LEADING_PARAMS)
+
+    def edge_statistic(self, params: np.ndarray) -> np.ndarray:
+        """Largest posterior mass within 1% of a box edge, over parameters (analytic: each
+        parameter's marginal is a 1-D mixture, see :meth:`GaussianMixtureFlow.edge_mass`).
 
         Edges where the population itself piles up are left out: any stellar mass (an exact
         magnitude shift, bounded only for bookkeeping) and dust-free ``av = 0``.
         """
-        lo, hi = self.rep.box_lo, self.rep.box_hi
-        margin = EDGE_FRACTION * (hi - lo)
-        low, high = theta < lo + margin, theta > hi - margin
-        low[..., self._mass_col] = high[..., self._mass_col] = False
-        low[..., self._av_col] = False
-        return (low | high).mean(axis=1).max(axis=1)
+        low, high = self.rep.edge_mass(params, EDGE_FRACTION)
+        low[:, self._mass_col] = high[:, self._mass_col] = 0.0
+        low[:, self._av_col] = 0.0
+        return (low + high).max(axis=1)
 
-    def _edge_flags(self, theta: np.ndarray) -> np.ndarray:
-        stat = self.edge_statistic(theta)
+    def _edge_flags(self, params: np.ndarray) -> np.ndarray:
+        stat = self.edge_statistic(params)
         return np.where(stat > self._edge_threshold, int(Flag.PRIOR_EDGE), 0).astype(np.int32)
 
     def _reduced_chi2(
         self,
         params: np.ndarray,
-        theta: np.ndarray,
         flux: np.ndarray,
         err: np.ndarray,
         unusable: np.ndarray,
+        seed: int,
         threshold: float = np.inf,
     ) -> np.ndarray:
         """Posterior-predictive fit: the smallest chi-square per usable band over a few points
-        of the posterior (the K component centres, heaviest first, then the first draws).
+        of the posterior (the K component centres, heaviest first, then CHI2_DRAWS draws).
 
         One point estimate is a poor test for bright objects, whose S/N of hundreds turns
         any parameter offset inside the posterior into a huge chi-square. Candidates are
         tried in stages and an object leaves as soon as one fits below ``threshold``: the
         flag (minimum above the threshold) is exactly that of the full minimum, for about a
-        third of the emulator calls. Objects that pass report the first fitting value, so
-        the exact minimum for every object needs ``threshold=inf`` (as when thresholds are
-        set on held-out simulations).
+        third of the emulator calls; the draws are made only for objects still open then.
+        Objects that pass report the first fitting value, so the exact minimum for every
+        object needs ``threshold=inf`` (as when thresholds are set on held-out simulations).
         """
         logits, means, _ = self.rep.unpack(params)
         order = np.argsort(-np.asarray(logits), axis=1)
         centres = np.take_along_axis(np.asarray(means, np.float64), order[:, :, None], axis=1)
-        candidates = np.concatenate([self.rep.to_theta(centres), theta[:, :CHI2_DRAWS]], axis=1)
+        centres = self.rep.to_theta(centres)
         n_used = np.maximum((~unusable).sum(axis=1), 1)
         best = np.full(len(params), np.inf)
         open_rows = np.arange(len(params))
-        for stage in (
-            slice(0, 1),
-            slice(1, self.rep.n_components),
-            slice(self.rep.n_components, None),
-        ):
+        k = self.rep.n_components
+        for stage in (slice(0, 1), slice(1, k), None):
             if not len(open_rows):
                 break
-            points = candidates[open_rows, stage]
+            if stage is None:
+                points = self.rep.sample(params[open_rows], CHI2_DRAWS, seed)
+            else:
+                points = centres[open_rows, stage]
             n, m, d = points.shape
             flat = np.clip(points.reshape(n * m, d), self.emulator.box_lo, self.emulator.box_hi)
             model = self.emulator.fluxes_njy(flat).reshape(n, m, -1)
@@ -298,6 +322,14 @@ class PhotometryPosteriors:
             best[open_rows] = np.minimum(best[open_rows], chi2)
             open_rows = open_rows[best[open_rows] > threshold]
         return best
+
+
+@lru_cache(maxsize=4)
+def _sobol_points(n: int, dims: int) -> np.ndarray:
+    """``n`` (a power of two) points of a scrambled Sobol sequence in ``dims`` dimensions."""
+    from scipy.stats import qmc
+
+    return qmc.Sobol(dims, scramble=True, seed=SUMMARY_POINTS_SEED).random_base2(n.bit_length() - 1)
 
 
 def flag_thresholds(
@@ -314,8 +346,7 @@ def flag_thresholds(
     finally:
         engine._chi2_threshold = saved
     rows = np.isfinite(result.reduced_chi2)
-    theta = engine.rep.sample(result.params[rows], engine.n_summary_samples, 0, np.float32)
     return {
         "chi2_threshold": float(np.quantile(result.reduced_chi2[rows], quantile)),
-        "edge_threshold": float(np.quantile(engine.edge_statistic(theta), quantile)),
+        "edge_threshold": float(np.quantile(engine.edge_statistic(result.params[rows]), quantile)),
     }

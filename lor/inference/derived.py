@@ -16,6 +16,8 @@ import numpy as np
 from lor.sps.parameters import PARAM_NAMES
 
 _C = {name: i for i, name in enumerate(PARAM_NAMES)}
+LEADING_PARAMS = 1 + max(_C[p] for p in ("redshift", "log_mstar", "log_tau", "age_frac"))
+"""Derived quantities read only this many leading parameters (so draws of those suffice)."""
 AGE_TABLE_Z_MAX = 8.0
 AGE_TABLE_STEP = 1e-3
 _LN10 = float(np.log(10.0))

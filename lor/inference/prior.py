@@ -175,6 +175,12 @@ class PopulationPrior:
         """log p(theta | hyperparameters), shape (N,); -inf outside the box."""
         return tf.add_n(list(self.factor_log_probs(theta).values()))
 
+    def factors_log_prob(
+        self, theta: np.ndarray | tf.Tensor, factors: tuple[str, ...]
+    ) -> tf.Tensor:
+        """Sum of the log densities of ``factors`` at ``theta`` (N, D)."""
+        return tf.add_n(list(self.factor_log_probs(theta, factors).values()))
+
     def changed_factors(self, other: PopulationPrior) -> tuple[str, ...]:
         """Factors whose density differs between this prior and ``other``."""
         if self.box != other.box:
@@ -214,6 +220,40 @@ class PopulationPrior:
             "selection": dict(self.selection),
             "box": {k: list(v) for k, v in self.box.items()},
         }
+
+
+@dataclass
+class PriorMixture:
+    """The population prior averaged over draws of its hyperparameters, ``mean_k pi_alpha_k``:
+    reweighting to it marginalizes over the hyperparameters' uncertainty instead of fixing
+    them at their best values. Serves wherever a prior's density is read (prior ratios,
+    MCMC); it has no factorized form, so ratios take the changed factors of any component."""
+
+    components: list[PopulationPrior]
+
+    def __post_init__(self) -> None:
+        if not self.components:
+            raise ConfigError("a prior mixture needs at least one component")
+        first = self.components[0]
+        self.box, self.selection, self.low, self.high = (
+            first.box,
+            first.selection,
+            first.low,
+            first.high,
+        )
+
+    def factors_log_prob(
+        self, theta: np.ndarray | tf.Tensor, factors: tuple[str, ...]
+    ) -> tf.Tensor:
+        terms = tf.stack([c.factors_log_prob(theta, factors) for c in self.components])
+        return tf.reduce_logsumexp(terms, axis=0) - np.log(len(self.components))
+
+    def log_prob(self, theta: np.ndarray | tf.Tensor) -> tf.Tensor:
+        return self.factors_log_prob(theta, tuple(FACTORS))
+
+    def changed_factors(self, other: PopulationPrior) -> tuple[str, ...]:
+        changed = {f for c in self.components for f in c.changed_factors(other)}
+        return tuple(f for f in FACTORS if f in changed)
 
 
 class _TruncatedByCdf(tfd.Distribution):

@@ -28,7 +28,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Protocol, TypeVar
@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from lor.db import queue_store as queue
 from lor.db import run_store as store
+from lor.db.copy_binary import UuidColumn
 from lor.db.queue_store import PosteriorRows
 from lor.db.run_store import SUMMARY_COLUMNS, Run
 from lor.errors import ConfigError, LorError
@@ -74,30 +75,32 @@ class ObjectBatch:
     """What a processor gets: one row per work item, arrays in band-set order (nJy)."""
 
     tract_id: np.ndarray  # (N,) int32
-    object_id: list[uuid.UUID]
+    object_id: Sequence[uuid.UUID]  # a list, or a UuidColumn as claimed
     flux: np.ndarray  # (N, B) float32, NaN where missing
     flux_err: np.ndarray  # (N, B) float32
     missing_mask: np.ndarray  # (N,) int16, bit b: band b unusable
     nondetection_mask: np.ndarray  # (N,) int16, bit b: band b is an upper limit
     ebv: np.ndarray  # (N,) float32, NaN = unknown
-    input_hash: list[uuid.UUID]
-    # Reprocess runs only: the parent run's posterior each row updates, and its params.
-    parent_posterior_id: list[uuid.UUID] | None = None
+    input_hash: Sequence[uuid.UUID]
+    # Reprocess runs only: the parent run's posterior each row updates, its params and flags.
+    parent_posterior_id: Sequence[uuid.UUID] | None = None
     parent_params: np.ndarray | None = None  # (N, P) float32
+    parent_ood_flags: np.ndarray | None = None  # (N,) int32
 
     def __len__(self) -> int:
         return len(self.object_id)
 
     def take(self, idx: np.ndarray) -> ObjectBatch:
         """The rows ``idx`` (in that order)."""
-        parts: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None or isinstance(value, np.ndarray):
-                parts[f.name] = None if value is None else value[idx]
-            else:
-                parts[f.name] = [value[i] for i in idx]
+        parts = {f.name: _rows(getattr(self, f.name), idx) for f in fields(self)}
         return ObjectBatch(**parts)  # type: ignore[arg-type]
+
+
+def _rows(column: T, idx: np.ndarray) -> T:
+    """Rows ``idx`` of a batch column (array, uuid column or list), or None."""
+    if column is None or isinstance(column, (np.ndarray, UuidColumn)):
+        return None if column is None else column[idx]  # type: ignore[return-value]
+    return [column[i] for i in idx]  # type: ignore[attr-defined, return-value]
 
 
 @dataclass(frozen=True)
@@ -279,14 +282,8 @@ def claim_objects(
     Items of a reprocess run come with the parent posteriors they update.
     """
     with engine.begin() as conn:
-        claim = queue.claim_batch(conn, run_id, worker, size, lease_s)
-        if not len(claim):
-            return None
-        arrays = queue.load_objects(conn, claim)
-        if claim.parent_posterior_id is not None:
-            arrays["parent_posterior_id"] = claim.parent_posterior_id
-            arrays["parent_params"] = queue.load_parent_params(conn, claim)
-    return ObjectBatch(tract_id=claim.tract_id, object_id=claim.object_id, **arrays)
+        columns = queue.claim_batch(conn, run_id, worker, size, lease_s)
+    return ObjectBatch(**columns) if len(columns["tract_id"]) else None
 
 
 def _isolate(
@@ -315,18 +312,17 @@ def posterior_rows(batch: ObjectBatch, idx: np.ndarray, result: PosteriorBatch) 
 
     The parent posteriors come from the batch, not the processor: provenance is the queue's.
     """
-    parents = batch.parent_posterior_id
     return PosteriorRows(
         tract_id=batch.tract_id[idx],
-        object_id=[batch.object_id[i] for i in idx],
-        input_hash=[batch.input_hash[i] for i in idx],
+        object_id=_rows(batch.object_id, idx),
+        input_hash=_rows(batch.input_hash, idx),
         params=np.asarray(result.params, np.float32),
         ood_flags=np.asarray(result.ood_flags, np.int32),
         method=np.asarray(result.method),
         representation_name=result.representation_name,
         representation_version=result.representation_version,
         summaries={k: np.asarray(v, np.float32) for k, v in result.summaries.items()},
-        parent_posterior_id=None if parents is None else [parents[i] for i in idx],
+        parent_posterior_id=_rows(batch.parent_posterior_id, idx),
     )
 
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection, select
 
 from lor.db.engine import make_engine
+from lor.db.models import PriorVersion
 from lor.db.run_store import Run, get_run
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
+from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.pipeline.amortized_processor import (
     CalibrationTerms,
     calibration_arrays,
@@ -55,6 +58,7 @@ class ReprocessProcessor:
         result = self.reweighter.reweight(
             batch.parent_params, batch.flux, batch.flux_err, batch.missing_mask, batch.ebv,
             old_zp, old_scale, new_zp, new_scale, seed=_seed(batch),
+            parent_flags=batch.parent_ood_flags,
         )  # fmt: skip
         extra = np.zeros(len(batch), np.int32)
         if self.new_terms is not None:  # as inference flags it: the tract was used as is
@@ -82,6 +86,9 @@ def reprocess_processor(run: Run) -> ReprocessProcessor:
             estimator, emulator = load_run_models(conn, run)
             old_prior = load_prior(conn, parent.prior_version_id)
             new_prior = load_prior(conn, run.prior_version_id)
+            draws = int(run.config.get("marginalize_hyperparameters") or 0)
+            if draws:
+                new_prior = marginal_prior(conn, run.prior_version_id, new_prior, draws)
             bands = list(estimator.band_names)
             old_terms = run_calibration(conn, parent.calibration_version_id, bands)
             new_terms = run_calibration(conn, run.calibration_version_id, bands)
@@ -93,6 +100,30 @@ def reprocess_processor(run: Run) -> ReprocessProcessor:
     reweighter = PosteriorReweighter(posteriors, old_prior, new_prior)
     reweighter.warm_up()
     return ReprocessProcessor(reweighter, posteriors.rep, old_terms, new_terms)
+
+
+def marginal_prior(
+    conn: Connection, prior_version_id: int | None, prior: PopulationPrior, draws: int
+) -> PriorMixture:
+    """The prior version averaged over ``draws`` of the hyperparameters its fit left uncertain
+    (``lor calibrate`` stores them and their covariance in the version's provenance)."""
+    from lor.hierarchy.calibrate import hyperparameter_mixture
+
+    provenance = (
+        conn.execute(
+            select(PriorVersion.provenance).where(PriorVersion.id == prior_version_id)
+        ).scalar_one_or_none()
+        or {}
+    )
+    if "free" not in provenance or "covariance" not in provenance:
+        raise NoProcessorError(
+            f"prior version {prior_version_id} carries no fitted uncertainty (free "
+            "hyperparameters and covariance from `lor calibrate`) to marginalize over"
+        )
+    return hyperparameter_mixture(
+        prior, list(provenance["free"]), np.asarray(provenance["covariance"]), draws,
+        seed=int(prior_version_id or 0),
+    )  # fmt: skip
 
 
 def _seed(batch: ObjectBatch) -> int:

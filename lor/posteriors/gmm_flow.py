@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import expit, logit, ndtr, ndtri
 
 from lor.posteriors import em, logit_mixture
 from lor.posteriors.base import (
@@ -158,13 +158,14 @@ class GaussianMixtureFlow(PosteriorRepresentation):
             header = tf.broadcast_to(tf.constant(self._header, dtype=dtype), [n, HEADER_SIZE])
             parts = [header, logits, tf.reshape(tf.cast(means, dtype), [n, k * d])]
             return tf.concat([*parts, tf.reshape(tril, [n, k * self.n_tril])], axis=1)
-        logits = np.asarray(logits, dtype=np.float64)
-        n = logits.shape[0]
-        means = np.asarray(means, dtype=np.float64).reshape(n, k * d)
-        tril = np.asarray(chol, dtype=np.float64).reshape(n, k, d * d)[:, :, flat_tril]
-        header = np.broadcast_to(self._header, (n, HEADER_SIZE))
-        out = np.concatenate([header, logits, means, tril.reshape(n, -1)], axis=1)
-        return out.astype(np.float32)
+        n = np.shape(logits)[0]
+        out = np.empty((n, self.floats_per_object), np.float32)  # written in place, once
+        out[:, :HEADER_SIZE] = self._header
+        out[:, self._sl_logits] = logits
+        out[:, self._sl_means] = np.reshape(means, (n, k * d))
+        tril = out[:, self._sl_chol].reshape(n, k, self.n_tril)  # a view of ``out``
+        tril[...] = np.reshape(chol, (n, k, d * d))[:, :, flat_tril]
+        return out
 
     def unpack(self, params: Any) -> tuple[Any, Any, Any]:
         """Logits ``(N, K)``, means ``(N, K, D)`` and Cholesky factors ``(N, K, D, D)``.
@@ -403,17 +404,60 @@ class GaussianMixtureFlow(PosteriorRepresentation):
         Draws stay strictly inside the box. ``dtype=np.float32`` halves the cost where
         summaries need no more precision.
         """
-        theta = self.sample_u(params, n, seed, dtype)
-        # lo + width * expit(u), in place: this runs on N * n * D values.
-        np.negative(theta, out=theta)
-        np.exp(theta, out=theta)
-        theta += 1.0
-        np.divide((self.box_hi - self.box_lo).astype(dtype), theta, out=theta)
-        theta += self.box_lo.astype(dtype)
-        # Keep far-tail draws strictly inside the box, where log_prob is finite.
-        lo, hi = self.box_lo.astype(dtype), self.box_hi.astype(dtype)
-        np.clip(theta, np.nextafter(lo, hi), np.nextafter(hi, lo), out=theta)
-        return theta
+        return self._into_box(self.sample_u(params, n, seed, dtype))
+
+    def _into_box(self, u: np.ndarray) -> np.ndarray:
+        """``lo + width * expit(u)`` of draws ``(..., d)`` of the first d parameters, in place
+        (this runs on every draw), strictly inside the box where log_prob is finite."""
+        d = u.shape[-1]
+        lo, hi = self.box_lo[:d].astype(u.dtype), self.box_hi[:d].astype(u.dtype)
+        np.negative(u, out=u)
+        with np.errstate(over="ignore"):  # a far-tail draw: exp -> inf, theta -> lo, clipped
+            np.exp(u, out=u)
+        u += 1.0
+        np.divide((self.box_hi[:d] - self.box_lo[:d]).astype(u.dtype), u, out=u)
+        u += lo
+        return np.clip(u, np.nextafter(lo, hi), np.nextafter(hi, lo), out=u)
+
+    def sample_at(self, params: Any, points: np.ndarray, n_dims: int) -> np.ndarray:
+        """Draws ``(N, S, n_dims)`` float32 of the first ``n_dims`` parameters at unit-cube
+        ``points`` ``(S, 1 + n_dims)`` shared by all objects (a low-discrepancy set).
+
+        Coordinate 0 picks the component by inverse CDF of the weights, the others become
+        standard normals through the component's leading Cholesky block (the first
+        ``n_dims`` coordinates of a Gaussian need only that). With a scrambled Sobol set,
+        64 points gave log SFR quantiles closer to 16384 random draws than 64 random draws
+        did, for less work: all objects share one ``ndtri`` and one matrix product.
+        """
+        p = self.validate(params)
+        n, k, s = p.shape[0], self.n_components, len(points)
+        logits = p[:, self._sl_logits].astype(np.float64)
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cum = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+        comp = (points[None, :, 0, None] >= cum[:, None, :-1]).sum(axis=2)  # (N, S)
+        eps = ndtri(points[:, 1 : 1 + n_dims]).astype(np.float32)
+        _, means, chol = self.unpack(p)
+        lead = chol[:, :, :n_dims, :n_dims].reshape(n * k * n_dims, n_dims)
+        every = (lead @ eps.T).reshape(n, k, n_dims, s)  # every component at every point
+        every += means[:, :, :n_dims, None]
+        u = np.take_along_axis(every, comp[:, None, None, :], axis=1)[:, 0]
+        return self._into_box(np.ascontiguousarray(u.transpose(0, 2, 1)))
+
+    def edge_mass(self, params: Any, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mass ``(N, D)`` within ``fraction`` of the box width of each parameter's
+        lower and upper edge, from the analytic marginals (no sampling)."""
+        p = self.validate(params)
+        n, k, d = p.shape[0], self.n_components, self.n_dim
+        logits = p[:, self._sl_logits].astype(np.float64)
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        w = (w / w.sum(axis=1, keepdims=True))[:, :, None]
+        mu = p[:, self._sl_means].reshape(n, k, d).astype(np.float64)
+        _, _, chol = self.unpack(p)
+        sigma = np.sqrt(np.sum(chol.astype(np.float64) ** 2, axis=3))  # norms of the rows
+        edge = logit(fraction)  # theta < lo + fraction * width  <=>  u < logit(fraction)
+        low = (w * ndtr((edge - mu) / sigma)).sum(axis=1)
+        high = (w * ndtr((edge + mu) / sigma)).sum(axis=1)  # logit(1 - f) = -logit(f)
+        return low, high
 
     # -- marginals ----------------------------------------------------------------------
 

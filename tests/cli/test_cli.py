@@ -59,7 +59,11 @@ def test_ingest_reports_rejects_and_bad_files(lor_env: str, engine, tmp_path: Pa
 
 def test_embedded_default_needs_no_server(tmp_path: Path) -> None:
     """With no LOR_DATABASE_URL, lor starts its private PostgreSQL and works end to end."""
-    env = {"LOR_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {
+        "LOR_HOME": str(tmp_path / "home"),
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(tmp_path),
+    }
     path = write_catalog(synthetic_object_table(25), tmp_path / "c.parquet")
     script = "from lor.cli.main import cli; import sys; sys.argv=['lor']+sys.argv[1:]; cli()"
     run = lambda *args: subprocess.run(  # noqa: E731

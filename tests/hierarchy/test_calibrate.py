@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from lor.hierarchy.calibrate import VALIDATION_SHIFT, fit_hyperparameters
 from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
@@ -77,4 +77,27 @@ def test_calibrate_command_stores_a_prior_version(
     ]
     assert stored.hyperparameters["z0"] == pytest.approx(answer["hyperparameters"]["z0"])
     assert set(stored.provenance["errors"]) == {"z0", "mass_mean"}
+    # reprocessing to the fitted prior, marginalized over the fit's uncertainty
+    out = CliRunner().invoke(cli, ["reprocess", "base", "--prior", "fit", "--marginalize", "4",
+                                   "--no-progress"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    with engine.connect() as conn:
+        config, done = conn.execute(text(
+            "SELECT r.config, count(p.*) FILTER (WHERE p.method = 'reweighted') "
+            "FROM lor.processing_runs r JOIN lor.posteriors p ON p.run_id = r.id "
+            "WHERE r.kind = 'reprocess' GROUP BY r.id")).one()  # fmt: skip
+    assert config["marginalize_hyperparameters"] == 4 and done > 1000
     processing.clear_processor_cache()
+
+
+def test_marginalizing_needs_a_fitted_prior_version(engine: Engine) -> None:
+    from lor.db.model_store import register_prior_version
+    from lor.pipeline.processing import NoProcessorError
+    from lor.pipeline.reprocess_processor import marginal_prior
+
+    with engine.begin() as conn:
+        manual = register_prior_version(
+            conn, "by-hand", PopulationPrior().as_record(), "manual", {}
+        )
+        with pytest.raises(NoProcessorError, match="no fitted uncertainty"):
+            marginal_prior(conn, manual, PopulationPrior(), 4)

@@ -117,3 +117,62 @@ def test_predicted_shift_separates_small_and_large_calibration_changes(engine) -
     )
     limit = np.log(IS_DRAWS / IS_EFFECTIVE_MIN)
     assert np.all(tiny < limit) and np.all(large > tiny) and np.median(large) > limit
+
+
+def test_a_prior_change_carries_the_parents_data_checks(engine, new_prior) -> None:  # type: ignore[no-untyped-def]
+    """Input-density and fit flags of cubature-updated objects come from the parent row (the
+    data and likelihood did not change); the prior-edge check and the rest are this run's."""
+    from lor.hierarchy.reweight import DATA_CHECKS
+    from lor.inference.flags import Flag
+    from lor.inference.simulate import simulate_catalog
+
+    cat = simulate_catalog(60, engine.emulator, PopulationPrior(), seed=8)
+    parent = engine.infer(cat.flux, cat.flux_err)
+    zeros, ones = np.zeros_like(cat.flux), np.ones_like(cat.flux)
+    rw = PosteriorReweighter(engine, PopulationPrior(), new_prior)
+    args = (parent.params, cat.flux, cat.flux_err, None, None, zeros, ones, zeros, ones)
+    fresh = rw.reweight(*args)
+    marked = np.where(np.arange(60) % 3 == 0, int(DATA_CHECKS | Flag.LOW_ESS), 0)
+    carried = rw.reweight(*args, parent_flags=marked)
+    cubature = fresh.method == "reweighted"
+    assert cubature.sum() > 50
+    np.testing.assert_array_equal(
+        carried.flags[cubature] & DATA_CHECKS, marked[cubature] & DATA_CHECKS
+    )
+    assert not np.any(carried.flags & Flag.LOW_ESS)  # the parent's own method is not carried
+    keep = ~DATA_CHECKS
+    np.testing.assert_array_equal(carried.flags & keep, fresh.flags & keep)
+    for k, v in fresh.summaries.items():
+        np.testing.assert_array_equal(carried.summaries[k], v)  # summaries are deterministic
+
+
+def test_marginalizing_hyperparameters_averages_the_prior(engine) -> None:  # type: ignore[no-untyped-def]
+    """A mixture over hyperparameter draws: its ratio is the mean of the draws' densities;
+    reweighting to it reduces to the best fit as the fit's uncertainty shrinks, and moves
+    redshifts by no more than the uncertainty allows."""
+    from lor.hierarchy.calibrate import hyperparameter_mixture
+    from lor.inference.simulate import simulate_catalog
+
+    best = PopulationPrior(hyperparameters=INTERIM_HYPERPARAMETERS | {"z0": 0.7})
+    mixture = hyperparameter_mixture(best, ["z0"], np.array([[0.05**2]]), n_draws=8, seed=1)
+    z0s = sorted(c.hyperparameters["z0"] for c in mixture.components)
+    assert np.isclose(np.mean(z0s), 0.7) and z0s[0] < 0.7 < z0s[-1]  # antithetic draws
+    theta = PopulationPrior().sample(100, seed=2)
+    logs = np.stack([c.log_prob(theta).numpy() for c in mixture.components])
+    expected = np.log(np.mean(np.exp(logs - PopulationPrior().log_prob(theta).numpy()), axis=0))
+    assert np.allclose(PriorRatio(mixture, PopulationPrior())(theta), expected, atol=1e-9)
+
+    cat = simulate_catalog(300, engine.emulator, PopulationPrior(), seed=6)
+    params = engine.infer(cat.flux, cat.flux_err).params
+
+    def z50(prior) -> np.ndarray:  # type: ignore[no-untyped-def]
+        out, _ = reweight_by_cubature(engine.rep, params, PriorRatio(prior, PopulationPrior()))
+        return engine.rep.z_quantile(out, 0.5)
+
+    fixed = z50(best)
+    sharp = hyperparameter_mixture(best, ["z0"], np.array([[1e-10]]), n_draws=4, seed=1)
+    assert np.allclose(z50(sharp), fixed, atol=1e-4)
+    dz = np.abs(z50(mixture) - fixed) / (1 + fixed)
+    assert 0 < np.max(dz) and np.median(dz) < 0.005
+    with pytest.raises(ValueError, match="at least 2"):
+        hyperparameter_mixture(best, ["z0"], np.array([[0.01]]), n_draws=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_run_lifecycle(engine, tmp_path: Path) -> None:
             run.id, "amortized", "test-flux", "1",
         )  # fmt: skip
         assert r.worker_host == worker and r.input_hash == r.o_hash and r.created_at is not None
-        assert r.posterior_id == queue.posterior_ids(run.id, [r.object_id])[0]
+        assert r.posterior_id == uuid.uuid5(queue.POSTERIOR_NAMESPACE, f"{run.id}:{r.object_id}")
         np.testing.assert_allclose(
             r.params, expected_params(np.array(r.o_flux), np.array(r.o_err), r.tract_id), rtol=1e-5
         )
@@ -263,6 +264,29 @@ def test_expired_lease_is_requeued_and_completed_exactly_once(engine, tmp_path: 
     assert processing.requeue_expired(engine, run3.id) == {}
 
 
+def test_completion_skips_posteriors_that_exist_already(engine, tmp_path: Path) -> None:
+    """Posteriors go in by COPY; one that exists already (an item set back to claimed by
+    hand) makes the COPY fail, and the batch then goes through ON CONFLICT DO NOTHING."""
+    n = 40
+    ingest_synthetic(engine, tmp_path, n)
+    run = create_run(engine, "DR1").run
+    rows = _claim_and_compute(engine, run.id, "A", lease_s=600)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE lor.work_items SET state = 'done' WHERE run_id = :r AND object_id = :o"),
+            {"r": run.id, "o": rows.object_id[0]},
+        )
+    assert _complete(engine, run.id, "A", rows) == n - 1  # the one done item is not ours
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE lor.work_items SET state = 'claimed' WHERE run_id = :r"), {"r": run.id}
+        )
+    assert _complete(engine, run.id, "A", rows) == 1  # only the missing one is written
+    assert exactly_once(engine, run.id) == {
+        "posteriors": n, "objects": n, "items": n, "done": n, "done_without_posterior": 0,
+    }  # fmt: skip
+
+
 def test_dropped_connection_is_retried(engine, tmp_path: Path, database_url: str) -> None:
     """The worker's backend is terminated mid-claim and mid-completion; the run still ends."""
     n = 200
@@ -273,7 +297,10 @@ def test_dropped_connection_is_retried(engine, tmp_path: Path, database_url: str
 
     @event.listens_for(engine, "before_cursor_execute")
     def terminate(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
-        for marker in ("SET state = 'claimed'", "INSERT INTO lor.posteriors"):
+        # The claim and the posteriors travel by COPY on the driver's cursor, which fires no
+        # event: the claim's transaction is cut at its first statement, the completion's
+        # at the savepoint before its COPY (after the items were marked done).
+        for marker in ("SELECT kind = 'reprocess'", "SAVEPOINT"):
             if marker in statement and marker not in killed:
                 killed.append(marker)
                 with killer.connect() as side:

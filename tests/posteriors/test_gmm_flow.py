@@ -222,6 +222,34 @@ def test_samples_follow_the_analytic_marginal(
         assert stats.kstest(draws, lambda x, m=marginal: m.cdf(x[None, :])[0]).pvalue > 0.01
 
 
+def test_points_follow_the_analytic_marginals(
+    flow: GaussianMixtureFlow, params: np.ndarray
+) -> None:
+    """Draws at 4096 Sobol points (sample_at) against each analytic marginal of the leading
+    parameters: KS distance below 0.03, tighter than random draws of that size allow."""
+    points = stats.qmc.Sobol(1 + 3, scramble=True, seed=4).random_base2(12)
+    theta = flow.sample_at(params[:8], points, 3)
+    assert theta.shape == (8, 4096, 3) and theta.dtype == np.float32
+    for i in range(8):
+        for dim in range(3):
+            marginal = flow.marginal(params[i : i + 1], dim)
+            cdf = lambda x, m=marginal: m.cdf(x[None, :].astype(np.float64))[0]  # noqa: E731
+            assert stats.kstest(theta[i, :, dim], cdf).statistic < 0.03
+
+
+def test_edge_mass_is_the_fraction_of_draws_near_the_edges(
+    flow: GaussianMixtureFlow, params: np.ndarray
+) -> None:
+    """Within 4 binomial standard errors of the fraction of 20000 draws within 1% of an edge."""
+    low, high = flow.edge_mass(params, 0.01)
+    theta = flow.sample(params, 20_000, seed=3)
+    margin = 0.01 * (flow.box_hi - flow.box_lo)
+    for mass, near in ((low, theta < flow.box_lo + margin), (high, theta > flow.box_hi - margin)):
+        frac = near.mean(axis=1)
+        err = np.sqrt(np.maximum(mass * (1 - mass), 1e-6) / 20_000)
+        assert np.all(np.abs(frac - mass) < 4 * err + 1e-9)
+
+
 def test_log_prob_of_samples_is_finite(flow: GaussianMixtureFlow) -> None:
     for widths in [(0.001, 0.01), (0.02, 1.0), (1.0, 4.0)]:
         params = random_params(flow, 20, seed=8, width_range=widths)
