@@ -285,8 +285,12 @@ def enqueue_reprocess(
         ),
         {"run_id": run_id, "parent": parent_run_id, "tracts": [int(t) for t in tracts or ()]},
     ).rowcount
-    if queued:  # fresh statistics before the first claim (see enqueue_objects)
+    if queued:  # fresh statistics before the first claim (see enqueue_objects); each claim
+        # also joins the parent posteriors, which a run just wrote without autovacuum seeing
+        # them: without statistics the first reprocess ran at half speed (4.6k vs 9.2k
+        # objects/s on 2e4 objects).
         conn.execute(text("ANALYZE lor.work_items"))
+        conn.execute(text("ANALYZE lor.posteriors"))
     return queued
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.optimize import minimize
 
+from lor.hierarchy.objective import TFObjective
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.prior import FACTORS, PopulationPrior, PriorMixture
 
@@ -98,7 +99,7 @@ def hyperparameter_mixture(
     ])  # fmt: skip
 
 
-class _Objective:
+class _Objective(TFObjective):
     """Negative log marginal likelihood of the free hyperparameters, with its gradient."""
 
     def __init__(
@@ -117,20 +118,20 @@ class _Objective:
         self.sel_theta = tf.constant(selection["theta"])
         self.log_passing = tf.constant(selection["log_passing"])
         self.sel_log_ref = self._log_prob(self.sel_theta, None)
-        self._value_and_grad = tf.function(self._vg)
+        super().__init__()
 
     def _log_prob(self, theta: tf.Tensor, values: tf.Tensor | None) -> tf.Tensor:
         hyper = dict(self.reference.hyperparameters)
         if values is not None:
             hyper.update({name: values[i] for i, name in enumerate(self.free)})
         prior = PopulationPrior(hyperparameters=hyper, box=self.reference.box)
-        return tf.add_n(list(prior.factor_log_probs(theta, self.factors).values()))
+        return prior.factors_log_prob(theta, self.factors)
 
     def log_weights(self, values: tf.Tensor) -> tf.Tensor:
         """log pi_alpha / pi_ref of every draw, ``(N, S)``."""
         return tf.reshape(self._log_prob(self.theta, values), self.shape) - self.log_ref
 
-    def _nll(self, values: tf.Tensor) -> tf.Tensor:
+    def nll(self, values: tf.Tensor) -> tf.Tensor:
         n, s = self.shape
         per_object = tf.reduce_logsumexp(self.log_weights(values), axis=1) - np.log(s)
         shift = self._log_prob(self.sel_theta, values) - self.sel_log_ref
@@ -138,16 +139,6 @@ class _Objective:
             float(self.sel_theta.shape[0])
         )
         return -tf.reduce_sum(per_object) + n * log_p_sel
-
-    def _vg(self, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(values)
-            value = self._nll(values)
-        return value, tape.gradient(value, values)
-
-    def __call__(self, values: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = self._value_and_grad(tf.constant(values, tf.float64))
-        return float(value), grad.numpy()
 
 
 def selection_sample(
@@ -192,7 +183,7 @@ def fit_hyperparameters(
     start = np.array([float(reference.hyperparameters[h]) for h in free])
     result = minimize(objective, start, jac=True, method="L-BFGS-B",
                       bounds=[HYPER_BOUNDS[h] for h in free])  # fmt: skip
-    covariance = np.linalg.inv(_hessian(objective, result.x))
+    covariance = np.linalg.inv(objective.hessian(result.x))
     log_w = objective.log_weights(tf.constant(result.x, tf.float64)).numpy()
     w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     ess = w.sum(axis=1) ** 2 / (w**2).sum(axis=1)
@@ -210,16 +201,3 @@ def fit_hyperparameters(
             "converged": bool(result.success), "iterations": int(result.nit),
             "nll": float(result.fun)}},
     )  # fmt: skip
-
-
-def _hessian(objective: _Objective, x: np.ndarray) -> np.ndarray:
-    """Hessian of the objective at ``x`` by central differences of its exact gradient."""
-    k = x.size
-    hess = np.zeros((k, k))
-    for i in range(k):
-        h = 1e-4 * max(1.0, abs(float(x[i])))
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        hess[:, i] = (objective(up)[1] - objective(down)[1]) / (2 * h)
-    return 0.5 * (hess + hess.T)

@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.optimize import minimize
 
+from lor.hierarchy.objective import TFObjective
 from lor.inference.data_model import DataModel
 from lor.inference.prior import PopulationPrior
 
@@ -138,7 +139,7 @@ class TractCalibration:
         }  # fmt: skip
 
 
-class _TractObjective:
+class _TractObjective(TFObjective):
     """Negative log likelihood of one tract's objects in (free offsets, log noise scales).
 
     Each object keeps only the ``n_nearest`` mixture components that carry it at the start
@@ -171,7 +172,7 @@ class _TractObjective:
         k = min(n_nearest, len(density.weights))
         idx = tf.math.top_k(nearest, k).indices  # (N, k)
         self.log_w, self.means, self.covs = (tf.gather(t, idx) for t in (log_w, means, covs))
-        self._value_and_grad = tf.function(self._vg)
+        super().__init__()
 
     def _data(self, zp: tf.Tensor, log_scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Corrected asinh magnitudes (N, B), their noise variances (N, B) and the log
@@ -204,19 +205,9 @@ class _TractObjective:
             + jacobian
         )
 
-    def _nll(self, params: tf.Tensor) -> tf.Tensor:
+    def nll(self, params: tf.Tensor) -> tf.Tensor:
         k = len(self.free)
         return -tf.reduce_sum(self.per_object(self.offsets(params[:k]), params[k:]))
-
-    def _vg(self, params: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            value = self._nll(params)
-        return value, tape.gradient(value, params)
-
-    def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = self._value_and_grad(tf.constant(params, tf.float64))
-        return float(value), grad.numpy()
 
 
 def _component_log_probs(
@@ -260,7 +251,7 @@ def fit_tract(
     bounds = [ZP_BOUNDS] * k + [LOG_SCALE_BOUNDS if fit_noise else (0.0, 0.0)] * b
     result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds)
     fitted = [i for i in range(k + b) if fit_noise or i < k]
-    hess = _hessian(objective, result.x, fitted)
+    hess = objective.hessian(result.x, fitted)
     cov = np.linalg.inv(hess)
     errors = np.zeros(k + b)
     errors[fitted] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -283,16 +274,3 @@ def fit_tract(
         details={"iterations": int(result.nit), "nll": float(result.fun),
                  "objects_dropped": int((~ok).sum())},
     )  # fmt: skip
-
-
-def _hessian(objective: _TractObjective, x: np.ndarray, which: list[int]) -> np.ndarray:
-    """Hessian of the objective in the coordinates ``which``, by central differences of its
-    exact gradient."""
-    hess = np.zeros((len(which), len(which)))
-    for col, i in enumerate(which):
-        h = 1e-4
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        hess[:, col] = (objective(up)[1][which] - objective(down)[1][which]) / (2 * h)
-    return 0.5 * (hess + hess.T)
