@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,25 +44,13 @@ def test_unknown_hyperparameter_is_refused(engine_posteriors) -> None:  # type: 
         fit_hyperparameters(engine_posteriors, np.zeros((1, 184), np.float32), ["nope"])
 
 
-def test_calibrate_command_stores_a_prior_version(
-    lor_env: str, engine: Engine, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_calibrate_command_stores_a_prior_version(engine: Engine, example_run) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
     from lor.cli.main import cli
     from lor.db.models import PriorVersion
-    from lor.pipeline import processing
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.example_catalog import EXAMPLE_CATALOG
-    from lor.pipeline.ingest import ingest_catalog
-    from lor.pipeline.runs import create_run
 
-    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
-    processing.clear_processor_cache()
-    ids = register_shipped_models(engine)
-    ingest_catalog(engine, EXAMPLE_CATALOG, "ex", progress=False)
-    run = create_run(engine, "ex", name="base", prior=ids["prior"]).run
-    processing.process_run(engine, run.id, progress=False)
+    run, ids = example_run
     out = CliRunner().invoke(cli, ["calibrate", "base", "--free", "z0,mass_mean", "--name", "fit"])
     assert out.exit_code == 0, out.output
     answer = json.loads(out.output.strip().splitlines()[-1])
@@ -87,7 +74,6 @@ def test_calibrate_command_stores_a_prior_version(
             "FROM lor.processing_runs r JOIN lor.posteriors p ON p.run_id = r.id "
             "WHERE r.kind = 'reprocess' GROUP BY r.id")).one()  # fmt: skip
     assert config["marginalize_hyperparameters"] == 4 and done > 1000
-    processing.clear_processor_cache()
 
 
 def test_marginalizing_needs_a_fitted_prior_version(engine: Engine) -> None:

@@ -74,27 +74,17 @@ def test_unusable_rows_are_left_out_and_named(emulator, density) -> None:  # typ
 
 
 def test_calibrate_zeropoints_command_stores_a_calibration_version(
-    lor_env: str, engine: Engine, monkeypatch
+    engine: Engine, example_run
 ) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
     from lor.cli.main import cli
     from lor.db.calibration_store import terms_by_tract
     from lor.db.models import CalibrationVersion
-    from lor.pipeline import processing
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.example_catalog import EXAMPLE_CATALOG
-    from lor.pipeline.ingest import ingest_catalog
     from lor.pipeline.reprocess import create_reprocess_run
-    from lor.pipeline.runs import create_run
 
-    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
-    processing.clear_processor_cache()
-    ids = register_shipped_models(engine)
-    ingest_catalog(engine, EXAMPLE_CATALOG, "zp", progress=False)
-    run = create_run(engine, "zp", name="zp-base", prior=ids["prior"]).run
-    processing.process_run(engine, run.id, progress=False)
-    args = ["calibrate", "zp-base", "--zeropoints", "--name", "zp-cal", "--min-objects", "100",
+    run, _ = example_run
+    args = ["calibrate", "base", "--zeropoints", "--name", "zp-cal", "--min-objects", "100",
             "--density-objects", "20000", "--density-components", "16"]  # fmt: skip
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
@@ -114,4 +104,3 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
         assert answer["tracts"][str(tract)]["n_objects"] >= 100
     queued = create_reprocess_run(engine, run.id, calibration_version="zp-cal")
     assert sorted(queued.run.config["reprocess"]["affected_tracts"]) == sorted(terms)
-    processing.clear_processor_cache()
