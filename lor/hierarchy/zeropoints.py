@@ -243,6 +243,11 @@ def fit_tract(
     if reference_band not in bands:
         raise ValueError(f"reference band {reference_band!r} is not one of the bands {bands}")
     b = len(bands)
+    if len(flux) < 10 * b:
+        raise ValueError(
+            f"tract {tract_id}: {len(flux)} objects with every band measured; a calibration "
+            f"needs at least {10 * b} (thousands to reach millimagnitudes)"
+        )
     ref = bands.index(reference_band)
     free = [k for k in range(b) if k != ref]
     objective = _TractObjective(density, flux, err, reference_zp, free)
