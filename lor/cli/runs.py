@@ -186,8 +186,9 @@ def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str
     limit_compute_threads()
     engine = _engine()
     out: dict[str, object] = {}
+    found = get_run(engine, run)
     with engine.connect() as conn:
-        prior = load_prior(conn, get_run(engine, run).prior_version_id)
+        prior = load_prior(conn, found.prior_version_id)
     if names:
         prior_id, fit = calibrate_run(engine, run, names, name, list(tracts) or None, samples)
         out |= {"prior_version_id": prior_id, "hyperparameters": fit.hyperparameters,

@@ -19,7 +19,8 @@ parameters (8 parameters, 6 bands), so the information sits in the population, i
 difference between how much each object absorbs and how far that moves it in the prior.
 Importance weights from the stored flows between calibrations keep 2-3 effective draws of 64
 at LSST signal-to-noise, and per-object Laplace approximations fail on the curved likelihood
-ridges of bright objects (measured: exact Hessians indefinite at a third of the MAPs,
+ridges of bright objects (measured in side experiments for issue #7, 500-2,000 simulated
+objects, not a `lor bench`: exact Hessians indefinite at a third of the MAPs,
 importance sampling from them keeps ESS 2 of 64, and the MAP residuals bias the u-band
 offset by 0.1 mag at the true calibration). The data-space density has no per-object
 posterior in it at all.

@@ -25,6 +25,7 @@ from lor.db.model_store import model_version
 from lor.db.models import PriorVersion
 from lor.db.run_store import Run
 from lor.emulators.registry import load_emulator
+from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
 from lor.inference.registry import load_estimator
@@ -109,6 +110,25 @@ def load_prior(conn: Connection, prior_version_id: int | None) -> PopulationPrio
         select(PriorVersion.hyperparameters).where(PriorVersion.id == prior_version_id)
     ).scalar_one()
     return PopulationPrior(hyperparameters={k: float(v) for k, v in hyper.items()})
+
+
+def fitted_uncertainty(
+    conn: Connection, prior_version_id: int | None
+) -> tuple[list[str], np.ndarray]:
+    """The free hyperparameters of a prior version fitted by ``lor calibrate`` and their
+    covariance, as its provenance records them; refused for versions made any other way."""
+    provenance = (
+        conn.execute(
+            select(PriorVersion.provenance).where(PriorVersion.id == prior_version_id)
+        ).scalar_one_or_none()
+        or {}
+    )
+    if "free" not in provenance or "covariance" not in provenance:
+        raise ConfigError(
+            f"prior version {prior_version_id} carries no fitted uncertainty (free "
+            "hyperparameters and covariance from `lor calibrate`) to marginalize over"
+        )
+    return list(provenance["free"]), np.asarray(provenance["covariance"], np.float64)
 
 
 def run_calibration(

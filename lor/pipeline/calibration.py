@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 
 from lor.db.calibration_store import create_calibration_version, terms_by_tract
 from lor.db.model_store import register_prior_version
+from lor.errors import ConfigError
 from lor.hierarchy.calibrate import HyperparameterFit, fit_hyperparameters
 from lor.hierarchy.zeropoints import PopulationDensity, TractCalibration, fit_tract
 from lor.inference.data_model import DataModel
@@ -133,10 +134,12 @@ def calibrate_zeropoints(
             if found.calibration_version_id is not None else {}
         )  # fmt: skip
     reference_band = reference_band or str(prior.selection["band"])
+    if reference_band not in bands:  # before minutes of simulation, not after
+        raise ConfigError(f"reference band {reference_band!r} is not one of the bands {bands}")
     photometry = run_photometry(engine, found.id, bands, tracts)
     usable = {t: v for t, v in photometry.items() if len(v[0]) >= min_objects}
     if not usable:
-        raise ValueError(
+        raise ConfigError(
             f"run {found.name} has no tract with {min_objects} or more usable objects to calibrate"
         )
     density = PopulationDensity.simulate(

@@ -57,6 +57,10 @@ def create_reprocess_run(
             conn, "calibration", calibration_version, parent.calibration_version_id
         )
         reasons = _reasons(parent, prior, calibration)
+        if settings.get("marginalize_hyperparameters"):  # refuse now, not in every worker
+            from lor.pipeline.amortized_processor import fitted_uncertainty
+
+            fitted_uncertainty(conn, prior)
         _refuse_duplicate(conn, parent, prior, calibration)
         tracts = affected_tracts(conn, parent, prior, calibration)
         settings["reprocess"] = _provenance(parent, prior, calibration, reasons, tracts)

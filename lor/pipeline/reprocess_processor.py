@@ -16,17 +16,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from lor.db.engine import make_engine
-from lor.db.models import PriorVersion
 from lor.db.run_store import Run, get_run
+from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
 from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.pipeline.amortized_processor import (
     CalibrationTerms,
     calibration_arrays,
+    fitted_uncertainty,
     load_prior,
     load_run_models,
     run_calibration,
@@ -109,21 +110,11 @@ def marginal_prior(
     (``lor calibrate`` stores them and their covariance in the version's provenance)."""
     from lor.hierarchy.calibrate import hyperparameter_mixture
 
-    provenance = (
-        conn.execute(
-            select(PriorVersion.provenance).where(PriorVersion.id == prior_version_id)
-        ).scalar_one_or_none()
-        or {}
-    )
-    if "free" not in provenance or "covariance" not in provenance:
-        raise NoProcessorError(
-            f"prior version {prior_version_id} carries no fitted uncertainty (free "
-            "hyperparameters and covariance from `lor calibrate`) to marginalize over"
-        )
-    return hyperparameter_mixture(
-        prior, list(provenance["free"]), np.asarray(provenance["covariance"]), draws,
-        seed=int(prior_version_id or 0),
-    )  # fmt: skip
+    try:
+        free, covariance = fitted_uncertainty(conn, prior_version_id)
+    except ConfigError as exc:
+        raise NoProcessorError(str(exc)) from exc
+    return hyperparameter_mixture(prior, free, covariance, draws, seed=int(prior_version_id or 0))
 
 
 def _seed(batch: ObjectBatch) -> int:
