@@ -45,6 +45,17 @@ class Settings(BaseSettings):
         "workers need (measured in lor bench pipeline).",
         gt=0,
     )
+    heartbeat_s: float = Field(
+        default=2.0,
+        description="Seconds between a claiming process's heartbeats (lor.workers).",
+        gt=0,
+    )
+    dead_after_s: float = Field(
+        default=10.0,
+        description="A claim holder silent this long is dead: its claims return to pending "
+        "at the next sweep, not when their lease (600 s) ends. Keep it several heartbeats.",
+        gt=0,
+    )
 
 
 def load_yaml_config(cls: type[T], path: Path) -> T:

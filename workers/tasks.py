@@ -7,7 +7,10 @@
   work, mark finished runs complete.
 
 Each worker process makes its own engine after the fork and checks the schema first
-(``worker_process_init``; lazily in pools that do not fork), refusing a stale schema.
+(``worker_process_init``; lazily in pools that do not fork), refusing a stale schema, then
+beats (:class:`lor.pipeline.heartbeat.Heartbeat`) so its claims come back within seconds if
+it dies. A worker that becomes ready sends one ``lor.sweep``: a worker restarted after a
+crash, with or without beat, re-dispatches the open runs' pending work itself.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import os
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -24,6 +27,7 @@ from lor.db.engine import make_engine
 from lor.db.migrate import check_schema
 from lor.errors import LorError
 from lor.pipeline import processing
+from lor.pipeline.heartbeat import Heartbeat
 from workers.app import app, queued_messages
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES_PER_DISPATCH = 10_000
 
 _ENGINES: dict[int, Engine] = {}
+_HEARTBEATS: dict[int, Heartbeat] = {}
 
 
 def worker_engine() -> Engine:
@@ -50,6 +55,8 @@ def worker_engine() -> Engine:
             engine.dispose()
             raise
         _ENGINES[pid] = engine
+        _HEARTBEATS.clear()  # a forked child's copy of its parent's (its thread did not fork)
+        _HEARTBEATS[pid] = Heartbeat(engine, processing.default_worker(), "celery").start()
     return _ENGINES[pid]
 
 
@@ -75,6 +82,14 @@ def check_schema_in_child(**_: Any) -> None:
         worker_engine()
     except LorError as exc:  # tasks raise it again; the work stays pending in PostgreSQL
         log.error("lor worker process %s refuses work: %s", os.getpid(), exc)
+
+
+@worker_ready.connect
+def sweep_on_start(sender: Any = None, **_: Any) -> None:
+    """Once the worker consumes: one sweep, so a restarted worker re-dispatches open runs
+    (their messages may have died with the broker or with the previous worker)."""
+    app.send_task("lor.sweep", queue=app.conf.task_default_queue)
+    log.info("lor: sweep sent on start (open runs' pending work is re-dispatched)")
 
 
 def _top_up(run_id: int, size: int | None, queued: int) -> tuple[int, int]:

@@ -116,7 +116,10 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
     limit_compute_threads()
     engine = _engine()
     found = get_run(engine, run)
-    counts = process_run(engine, found.id, size=batch_size, progress=not no_progress)
+    counts = process_run(
+        engine, found.id, size=batch_size, progress=not no_progress,
+        echo=lambda line: click.echo(line, err=True),
+    )  # fmt: skip
     status = run_status(engine, found.id)
     click.echo(
         f"{_run_line(status.run)}: processed {counts.done}, failed {counts.failed}; "
@@ -287,20 +290,27 @@ def worker_command(concurrency: int | None, beat: bool, pool: str, loglevel: str
 
 
 @click.command("status")
-@click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status_command(run: str, as_json: bool) -> None:
-    """Work items of RUN by state, the rate over the last minute and the time left."""
-    from lor.pipeline.runs import run_status
+@click.argument("run", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per run).")
+def status_command(run: str | None, as_json: bool) -> None:
+    """Work items of RUN (default: every open run) by state, the rate over the last minute,
+    the time left, and STALLED with the reason for a run nothing is processing."""
+    from lor.pipeline.runs import open_run_statuses, run_status
 
-    status = run_status(_engine(), run)
-    if as_json:
-        click.echo(json.dumps(status.as_dict()))
-        return
-    eta = "unknown" if status.eta_s is None else str(dt.timedelta(seconds=round(status.eta_s)))
-    click.echo(_run_line(status.run))
-    click.echo(f"  {_counts_text(status.counts)} (total {status.total})")
-    click.echo(f"  rate {status.rate_per_s:.1f} objects/s over the last minute; ETA {eta}")
+    engine = _engine()
+    statuses = [run_status(engine, run)] if run else open_run_statuses(engine)
+    if not statuses:
+        click.echo("no open runs")
+    for status in statuses:
+        if as_json:
+            click.echo(json.dumps(status.as_dict()))
+            continue
+        eta = "unknown" if status.eta_s is None else str(dt.timedelta(seconds=round(status.eta_s)))
+        click.echo(_run_line(status.run))
+        click.echo(f"  {_counts_text(status.counts)} (total {status.total})")
+        click.echo(f"  rate {status.rate_per_s:.1f} objects/s over the last minute; ETA {eta}")
+        if status.stalled:
+            click.echo(f"  STALLED: {status.stalled}")
 
 
 @click.command("export")

@@ -473,24 +473,47 @@ def release_claims(
     ).rowcount
 
 
-def requeue_expired(conn: Connection, run_id: int | None = None) -> dict[int, int]:
-    """Return expired claims to pending (or fail them after the run's max attempts).
+def requeue_expired(
+    conn: Connection,
+    run_id: int | None = None,
+    dead_after_s: float | None = None,
+    dead_holders: Sequence[str] = (),
+) -> dict[int, int]:
+    """Return claims whose holder is gone to pending (or fail them after max attempts).
 
-    Returns {run id: items requeued}. Items whose completion is in flight right now are
-    locked and skipped (``SKIP LOCKED``): the next sweep sees them done.
+    A holder is gone when its lease expired, when it has not beaten in ``lor.workers`` for
+    ``dead_after_s`` (None: leases only), or when the caller knows it is dead
+    (``dead_holders``: e.g. a process of this host that no longer exists). Returns {run id:
+    items requeued}. Items whose completion is in flight right now are locked and skipped
+    (``SKIP LOCKED``): the next sweep sees them done.
     """
     _index_nested_loops(conn)
     rows = conn.execute(
         text(
-            """WITH picked AS (
-                   SELECT w.tract_id, w.run_id, w.object_id FROM lor.work_items w
-                   WHERE w.state = 'claimed' AND w.lease_expires_at < now()
+            """WITH dead AS (
+                   SELECT k.name, format('no heartbeat from %s for %s s', k.name,
+                              round(extract(epoch FROM now() - k.heartbeat_at))) AS why
+                   FROM lor.workers k
+                   WHERE CAST(:dead_after AS double precision) IS NOT NULL
+                     AND k.heartbeat_at < now() - make_interval(secs => :dead_after)
+                   UNION ALL
+                   SELECT h, format('%s is no longer running', h)
+                   FROM unnest(CAST(:dead AS text[])) AS h),
+               picked AS (
+                   SELECT w.tract_id, w.run_id, w.object_id,
+                          coalesce((SELECT d.why FROM dead d WHERE d.name = w.claimed_by LIMIT 1),
+                                   format('lease expired while claimed by %s', w.claimed_by))
+                            AS why
+                   FROM lor.work_items w
+                   WHERE w.state = 'claimed'
                      AND (CAST(:run_id AS integer) IS NULL OR w.run_id = :run_id)
-                   FOR UPDATE SKIP LOCKED)
+                     AND (w.lease_expires_at < now()
+                          OR w.claimed_by IN (SELECT name FROM dead))
+                   FOR UPDATE OF w SKIP LOCKED)
                UPDATE lor.work_items w
                SET state = CASE WHEN w.attempts >= m.max_attempts THEN 'failed' ELSE 'pending' END,
-                   last_error = format('lease expired while claimed by %s (attempt %s of %s)',
-                                       w.claimed_by, w.attempts, m.max_attempts),
+                   last_error = format('%s (attempt %s of %s)', p.why, w.attempts,
+                                       m.max_attempts),
                    claimed_by = CASE WHEN w.attempts >= m.max_attempts THEN w.claimed_by END,
                    lease_expires_at = NULL, updated_at = now()
                FROM picked p,
@@ -499,7 +522,12 @@ def requeue_expired(conn: Connection, run_id: int | None = None) -> dict[int, in
                WHERE w.tract_id = p.tract_id AND w.run_id = p.run_id AND w.object_id = p.object_id
                RETURNING w.run_id, w.state"""
         ),
-        {"run_id": run_id, "default_max": DEFAULT_RUN_CONFIG["max_attempts"]},
+        {
+            "run_id": run_id,
+            "default_max": DEFAULT_RUN_CONFIG["max_attempts"],
+            "dead_after": dead_after_s,
+            "dead": list(dead_holders),
+        },
     ).all()
     out: dict[int, int] = {}
     for rid, state in rows:

@@ -365,6 +365,15 @@ def state_counts(conn: Connection, run_id: int) -> dict[str, int]:
     return counts
 
 
+def open_run_ids(conn: Connection) -> list[int]:
+    """Ids of open runs, oldest first."""
+    return list(
+        conn.execute(
+            text("SELECT id FROM lor.processing_runs WHERE status = 'open' ORDER BY id")
+        ).scalars()
+    )
+
+
 def pending_count(conn: Connection, run_id: int) -> int:
     """Pending items of a run (uses the partial index of items not done)."""
     return conn.execute(

@@ -11,7 +11,8 @@ Fault handling, so one bad object or one lost worker never stalls a run:
 - a batch whose processor raises is split in halves until the failing objects are isolated;
   the rest are stored, and each failing object goes back to pending with its error until it
   has been tried ``max_attempts`` times (run config), when it ends ``failed``;
-- a worker that dies leaves its claims to expire; :func:`requeue_expired` returns them;
+- a worker that dies stops beating (:mod:`lor.pipeline.heartbeat`); :func:`requeue_expired`
+  returns its claims seconds later (or when their lease ends, for a holder that never beat);
 - a dropped database connection is retried (:func:`_retrying`); completion is idempotent.
 
 ``LOR_PROCESSOR_FACTORY=module:callable`` (environment) replaces the registry: the callable
@@ -40,10 +41,13 @@ from tqdm.auto import tqdm
 
 from lor.db import queue_store as queue
 from lor.db import run_store as store
+from lor.db import worker_store
 from lor.db.copy_binary import UuidColumn
 from lor.db.queue_store import PosteriorRows
 from lor.db.run_store import SUMMARY_COLUMNS, Run
+from lor.db.worker_store import Holder
 from lor.errors import ConfigError, LorError
+from lor.pipeline.heartbeat import Heartbeat, describe_wait, is_dead, requeue_dead
 
 log = logging.getLogger(__name__)
 
@@ -436,13 +440,22 @@ def _release(engine: Engine, run_id: int, worker: str, batch: ObjectBatch) -> in
 
 
 def requeue_expired(engine: Engine, run_id: int | None = None) -> dict[int, int]:
-    """Return expired claims (of one run, or all) to pending; {run id: items requeued}."""
+    """Return the claims (of one run, or all) of dead holders and expired leases to pending.
 
-    def go() -> dict[int, int]:
-        with engine.begin() as conn:
-            return queue.requeue_expired(conn, run_id)
+    Dead: no heartbeat for ``LOR_DEAD_AFTER_S``, or a process of this host that is gone
+    (:func:`lor.pipeline.heartbeat.requeue_dead`). {run id: items requeued}.
+    """
+    return _retrying(lambda: requeue_dead(engine, run_id), "requeue")
 
-    return _retrying(go, "requeue")
+
+def claim_holders(engine: Engine, run_id: int) -> list[Holder]:
+    """Who holds a run's claimed items now, with their last heartbeat."""
+
+    def go() -> list[Holder]:
+        with engine.connect() as conn:
+            return worker_store.holders(conn, run_id)
+
+    return _retrying(go, "holders")
 
 
 def batches_needed(engine: Engine, run_id: int, size: int | None = None) -> int:
@@ -485,6 +498,7 @@ def process_run(
     size: int | None = None,
     processor: Processor | None = None,
     progress: bool = True,
+    echo: Callable[[str], None] | None = None,
 ) -> BatchCounts:
     """Process a run in this process until no pending work is left (the embedded default).
 
@@ -492,12 +506,32 @@ def process_run(
     *i - 1* and claims batch *i + 1* (each its own transaction, exactly as
     :func:`process_batch` does them), so the database's time hides behind the network's on
     a multi-core machine. Expired claims (of a worker that died) are requeued and processed
-    too; items claimed by live workers are left to them. The run is marked complete when
-    nothing remains.
+    too. When the only unfinished items are claimed by other processes, it waits for them
+    and says so through ``echo`` (default: the log), naming each holder and its heartbeat:
+    a dead holder's items come back within ``LOR_DEAD_AFTER_S`` and are processed here; a
+    live one's are done by it. The run is marked complete when nothing remains. This process
+    beats (:class:`~lor.pipeline.heartbeat.Heartbeat`) while it runs.
     """
     worker = worker or default_worker()
     run, own = _run_and_processor(engine, run_id, processor)
-    limits = _Limits.of(run, size)
+    with Heartbeat(engine, worker, "process"):
+        return _process_run(engine, run, worker, own, _Limits.of(run, size), progress, echo)
+
+
+def _process_run(
+    engine: Engine,
+    run: Run,
+    worker: str,
+    own: Processor,
+    limits: _Limits,
+    progress: bool,
+    echo: Callable[[str], None] | None,
+) -> BatchCounts:
+    """:func:`process_run` once the processor is loaded and this process beats."""
+    from lor.config import get_settings
+
+    run_id, say = run.id, echo or log.info
+    dead_after, said = get_settings().dead_after_s, ""
     total = BatchCounts()
     with engine.connect() as conn:
         todo = store.pending_count(conn, run_id)
@@ -520,11 +554,19 @@ def process_run(
                     stored(storing)
                     storing = None
                     requeued = sum(requeue_expired(engine, run_id).values())
+                    others = [h for h in claim_holders(engine, run_id) if h.worker != worker]
+                    if not requeued and not others:
+                        break
                     if requeued:
                         bar.total += requeued
-                        claiming = db.submit(_claim, engine, run_id, worker, limits)
-                        continue
-                    break
+                    else:  # nothing pending: the rest is claimed by other processes
+                        key = str([(h.worker, h.items, is_dead(h, dead_after)) for h in others])
+                        if key != said:  # when who holds what changes, not every poll
+                            say(describe_wait(others, dead_after))
+                        said = key
+                        time.sleep(min(1.0, dead_after / 4))
+                    claiming = db.submit(_claim, engine, run_id, worker, limits)
+                    continue
                 held.append(batch)
                 claiming = db.submit(_claim, engine, run_id, worker, limits)
                 computed = _compute(engine, run_id, worker, own, batch)

@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from lor.db import run_store as store
+from lor.db import worker_store
 from lor.db.catalog_store import release_id as lookup_release
 from lor.db.run_store import Run
+from lor.db.worker_store import Holder
 from lor.errors import ConfigError
 from lor.version import code_version
 
@@ -39,6 +41,7 @@ class RunStatus:
     counts: dict[str, int]
     rate_per_s: float
     eta_s: float | None
+    stalled: str | None = None  # why nothing is processing this open run (None: it moves)
 
     @property
     def total(self) -> int:
@@ -58,6 +61,7 @@ class RunStatus:
             "total": self.total,
             "rate_per_s": round(self.rate_per_s, 3),
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "stalled": self.stalled,
         }
 
 
@@ -134,17 +138,61 @@ def extend_run(engine: Engine, run: int | str | Run, release: str) -> QueuedRun:
 
 
 def run_status(engine: Engine, run: int | str | Run, window_s: float = RATE_WINDOW_S) -> RunStatus:
-    """Item counts by state, the rate over the last ``window_s`` and the time left at that rate."""
+    """Item counts by state, the rate over the last ``window_s``, the time left at that rate,
+    and why the run is stalled, if it is (:func:`stall_reason`)."""
+    from lor.config import get_settings
+
     with engine.connect() as conn:
         current = store.get_run(conn, run.id if isinstance(run, Run) else run)
         counts = store.state_counts(conn, current.id)
         recent, age = store.recent_posteriors(conn, current.id, window_s)
+        holders = worker_store.holders(conn, current.id) if counts["claimed"] else []
     # Over the part of the window that saw work, so a run that started 10 s ago is not
     # reported at a sixth of its speed; at least 1 s, so one batch is not a burst.
     rate = recent / min(window_s, max(age, 1.0)) if recent else 0.0
     remaining = counts["pending"] + counts["claimed"]
     eta = 0.0 if remaining == 0 else (remaining / rate if rate > 0 else None)
-    return RunStatus(current, counts, rate, eta)
+    stalled = None
+    if current.status == "open" and remaining and not recent:
+        stalled = stall_reason(current, counts, holders, get_settings().dead_after_s, window_s)
+    return RunStatus(current, counts, rate, eta, stalled)
+
+
+def stall_reason(
+    run: Run, counts: dict[str, int], holders: list[Holder], dead_after_s: float, window_s: float
+) -> str | None:
+    """Why an open run with unfinished items and no posterior in ``window_s`` is stalled.
+
+    None when a live process (heartbeat younger than ``dead_after_s``) holds some of its
+    claims: it is slow, not stalled. Otherwise the reason names the dead holders and says
+    what would move the run.
+    """
+    alive = [
+        h for h in holders if h.heartbeat_age_s is not None and h.heartbeat_age_s <= dead_after_s
+    ]
+    if alive:
+        return None
+    parts = [f"no posterior in the last {window_s:.0f} s and no live process holds its claims"]
+    if counts["pending"]:
+        parts.append(f"{counts['pending']} pending")
+    for h in holders:
+        if h.heartbeat_age_s is None:
+            parts.append(f"{h.items} claimed by {h.worker} (never beat; lease ends in "
+                         f"{max(h.lease_left_s, 0):.0f} s)")  # fmt: skip
+        else:
+            parts.append(f"{h.items} claimed by {h.worker} (silent {h.heartbeat_age_s:.0f} s: "
+                         f"dead, returned at the next sweep)")  # fmt: skip
+    return "; ".join(parts) + (
+        f". Run `lor process {run.name}`, or start workers (`lor worker --beat`) and "
+        f"`lor run dispatch {run.name}`"
+    )
+
+
+def open_run_statuses(engine: Engine) -> list[RunStatus]:
+    """:func:`run_status` of every open run, oldest first."""
+    with engine.connect() as conn:
+        ids = store.open_run_ids(conn)
+    return [run_status(engine, run_id) for run_id in ids]
 
 
 def check_run_config(config: dict[str, Any]) -> None:

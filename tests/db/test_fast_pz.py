@@ -63,7 +63,7 @@ def test_fast_functions_equal_0002_bit_for_bit_and_downgrade_restores(server_url
         eng = make_engine(url)
         upgrade(eng, "0003")
         before = _all_grids(eng, cases)
-        assert upgrade(eng) == "0004"
+        assert upgrade(eng, "0004") == "0004"
         assert _all_grids(eng, cases) == before  # floats compared exactly (NaN-free grid)
         assert downgrade(eng, "0003") == "0003"
         assert _all_grids(eng, cases) == before
@@ -78,7 +78,7 @@ def test_fast_functions_equal_0002_bit_for_bit_and_downgrade_restores(server_url
                 )
             ).one()
         assert tuple(left) == (None, None, "plpgsql")
-        assert upgrade(eng) == "0004"
+        assert upgrade(eng, "0004") == "0004"
         eng.dispose()
 
 
