@@ -6,7 +6,7 @@ arrays raise named errors). The downgrade drops the table and re-runs 0004's SQL
 restores its definitions.
 
 Revision ID: 0006
-Revises: 0004 (0005 once issue #15 adds it)
+Revises: 0005
 Create Date: 2026-12-03 10:00:00.000000
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from lor.db.migrate import read_sql
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -44,7 +44,8 @@ def _new_run(engine, tmp_path: Path, n: int, **config: float):  # type: ignore[n
 
 
 def test_worker_killed_mid_batch(workers: Workers, engine, tmp_path: Path) -> None:
-    """kill -9 of a worker holding a batch: its claims expire, are requeued, done once."""
+    """kill -9 of a worker holding a batch: its claims are requeued (the holder is dead), done
+    once."""
     n = 300
     run = _new_run(engine, tmp_path, n)
     victim = workers.start("victim", delay_s=5)  # holds its first batch for 5 s
@@ -78,7 +79,8 @@ def test_worker_killed_mid_batch(workers: Workers, engine, tmp_path: Path) -> No
             {"held": list(held)},
         ).all()
     assert len(rows) == len(held)
-    assert all(r.attempts >= 2 and "lease expired" in r.last_error for r in rows)
+    # returned because the holder is gone (pid dead on this host), not at the lease's end
+    assert all(r.attempts >= 2 and "is no longer running" in r.last_error for r in rows)
     assert not any(r.worker_host.endswith(f":{victim.pid}") for r in rows)
 
 
