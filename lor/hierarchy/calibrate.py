@@ -31,7 +31,7 @@ from scipy.optimize import minimize
 
 from lor.hierarchy.objective import TFObjective
 from lor.inference.amortized import PhotometryPosteriors
-from lor.inference.prior import FACTORS, PopulationPrior, PriorMixture
+from lor.inference.prior import PopulationPrior, PriorMixture
 
 HYPER_BOUNDS: dict[str, tuple[float, float]] = {
     "z0": (0.2, 3.0), "alpha": (0.2, 5.0), "beta": (0.5, 4.0),
@@ -40,6 +40,10 @@ HYPER_BOUNDS: dict[str, tuple[float, float]] = {
     "tau_mean": (-1.0, 1.3), "tau_sigma": (0.1, 2.0), "age_a": (0.3, 10.0),
     "age_b": (0.3, 10.0), "av_scale": (0.05, 3.0), "dust_n_mean": (0.0, 2.0),
     "dust_n_sigma": (0.05, 2.0), "logu_mean": (-4.0, -1.0), "logu_sigma": (0.05, 2.0),
+    # family "grounded" (lor.inference.grounded_prior): shifts around published relations
+    "smf_mstar_shift": (-0.5, 0.5), "smf_alpha_shift": (-0.5, 0.5),
+    "smf_phi_evolution": (-1.0, 1.0), "mzr_offset": (-1.0, 0.5),
+    "mzr_sigma_scale": (0.2, 3.0), "av_norm": (0.1, 5.0),
 }  # fmt: skip
 """Search bounds of each hyperparameter (within the training box and physically sensible)."""
 
@@ -62,8 +66,7 @@ class HyperparameterFit:
     details: dict[str, Any] = field(default_factory=dict)
 
     def prior(self, base: PopulationPrior) -> PopulationPrior:
-        return PopulationPrior(hyperparameters=dict(self.hyperparameters), box=base.box,
-                               selection=dict(base.selection))  # fmt: skip
+        return base.with_hyperparameters(self.hyperparameters)
 
     def as_provenance(self) -> dict[str, Any]:
         return {
@@ -93,8 +96,7 @@ def hyperparameter_mixture(
     low, high = (np.array([HYPER_BOUNDS[h][i] for h in free]) for i in (0, 1))
     draws = np.clip(draws, low, high)
     return PriorMixture([
-        PopulationPrior(hyperparameters=prior.hyperparameters | dict(zip(free, map(float, row), strict=True)),
-                        box=prior.box, selection=dict(prior.selection))
+        prior.with_hyperparameters(prior.hyperparameters | dict(zip(free, map(float, row), strict=True)))
         for row in draws
     ])  # fmt: skip
 
@@ -110,7 +112,9 @@ class _Objective(TFObjective):
         selection: dict[str, np.ndarray],
     ) -> None:
         self.reference, self.free = reference, free
-        self.factors = tuple(f for f, (_, hyper) in FACTORS.items() if set(hyper) & set(free))
+        self.factors = tuple(
+            f for f, (_, hyper) in reference.factors.items() if set(hyper) & set(free)
+        )
         n, s, d = theta.shape
         self.shape = (n, s)
         self.theta = tf.constant(theta.reshape(n * s, d))
@@ -124,8 +128,7 @@ class _Objective(TFObjective):
         hyper = dict(self.reference.hyperparameters)
         if values is not None:
             hyper.update({name: values[i] for i, name in enumerate(self.free)})
-        prior = PopulationPrior(hyperparameters=hyper, box=self.reference.box)
-        return prior.factors_log_prob(theta, self.factors)
+        return self.reference.with_hyperparameters(hyper).factors_log_prob(theta, self.factors)
 
     def log_weights(self, values: tf.Tensor) -> tf.Tensor:
         """log pi_alpha / pi_ref of every draw, ``(N, S)``."""
@@ -168,11 +171,11 @@ def fit_hyperparameters(
     """Fit the ``free`` hyperparameters to stored posteriors ``params`` (N, P) made under
     ``reference`` (default: the interim prior); see the module docstring."""
     reference = reference or PopulationPrior()
-    unknown = [h for h in free if h not in HYPER_BOUNDS]
+    known = sorted(set(HYPER_BOUNDS) & set(reference.hyperparameters))
+    unknown = [h for h in free if h not in known]
     if unknown or not free:
         raise ValueError(
-            f"choose free hyperparameters from {sorted(HYPER_BOUNDS)}; got {free} "
-            f"(unknown: {unknown})"
+            f"choose free hyperparameters from {known}; got {free} (unknown: {unknown})"
         )
     params = np.asarray(params, np.float32)
     params = params[np.all(np.isfinite(params), axis=1)]

@@ -34,12 +34,13 @@ from functools import cached_property
 
 import numpy as np
 import tensorflow as tf
-from scipy.special import expit, log_softmax
 
 from lor.batching import padded_batches
+from lor.hierarchy.cubature import moment_match
+from lor.inference import prior_density
 from lor.inference.amortized import InferenceResult, PhotometryPosteriors, PreparedPhotometry
 from lor.inference.flags import Flag
-from lor.inference.prior import FACTORS, PopulationPrior, PriorMixture
+from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
 from lor.sps.parameters import PARAM_NAMES
 
@@ -65,13 +66,17 @@ the statistic's few posterior draws. Carrying both saves the emulator calls of t
 class PriorRatio:
     """``log pi_new(theta) - log pi_old(theta)``, from only the prior factors that differ.
 
-    Compiled once (XLA, fixed batch shapes); ``columns`` are the parameters it depends on.
+    In closed form in NumPy where both priors have one (:mod:`lor.inference.prior_density`:
+    no distribution objects, tracing or compiles in the hot loop); otherwise traced once
+    for any batch length and compiled by XLA per bucket shape. ``columns`` are the
+    parameters it depends on.
     """
 
     def __init__(self, new: PopulationPrior | PriorMixture, old: PopulationPrior) -> None:
         self.factors = new.changed_factors(old)
         self._centre = 0.5 * (new.low + new.high)
-        names = sorted({p for f in self.factors for p in FACTORS[f][0]}, key=PARAM_NAMES.index)
+        reads = {p for prior in (new, old) for f in self.factors for p in prior.factors[f][0]}
+        names = sorted(reads, key=PARAM_NAMES.index)
         self.columns = np.array([PARAM_NAMES.index(p) for p in names], np.int64)
 
         def log_ratio(theta: tf.Tensor) -> tf.Tensor:
@@ -80,7 +85,12 @@ class PriorRatio:
                 - old.factors_log_prob(theta, self.factors)
             )[:, None]
 
-        self._fn = tf.function(log_ratio, jit_compile=True) if self.factors else None
+        self._numpy = prior_density.supports(new) and prior_density.supports(old)
+        self._new, self._old = new, old
+        self._fn = None
+        if self.factors and not self._numpy:
+            spec = tf.TensorSpec([None, len(PARAM_NAMES)], tf.float64)  # one trace, any length
+            self._fn = tf.function(log_ratio, jit_compile=True, input_signature=[spec])
 
     @property
     def is_identity(self) -> bool:
@@ -99,6 +109,10 @@ class PriorRatio:
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         """Log ratio at parameter rows ``(..., D)``; zeros when the priors are equal."""
         theta = np.asarray(theta, np.float64)
+        if self._numpy and self.factors:
+            return prior_density.factors_log_prob(
+                self._new, theta, self.factors
+            ) - prior_density.factors_log_prob(self._old, theta, self.factors)
         flat = theta.reshape(-1, theta.shape[-1])
         if self._fn is None:
             return np.zeros(flat.shape[0]).reshape(theta.shape[:-1])
@@ -120,46 +134,17 @@ def cubature_rule(m: int) -> tuple[np.ndarray, np.ndarray]:
 def reweight_by_cubature(
     rep: GaussianMixtureFlow, params: np.ndarray, ratio: PriorRatio
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stored posteriors times ``exp(ratio)``, each component moment-matched in ``u``.
+    """Stored posteriors times ``exp(ratio)``, each component moment-matched in ``u``
+    (:func:`lor.hierarchy.cubature.moment_match`, vectorized over objects and components).
 
     Returns the new stored rows and, per object, the effective sample fraction of the
-    cubature weights (1 when the ratio is flat over the posterior).
+    cubature weights (1 when the ratio is flat over the posterior; 0 when the update is not
+    finite, so the object goes to random draws).
     """
     if ratio.is_identity:
         return params.copy(), np.ones(len(params))
-    logits, means, chol = (np.asarray(a, np.float64) for a in rep.unpack(params))
-    n, k, d = means.shape
-    s = ratio.columns
-    points, rule_w = cubature_rule(len(s))
-    cov = chol @ np.swapaxes(chol, 2, 3)
-    cov_ss = cov[:, :, s][:, :, :, s]
-    cov_xs = cov[:, :, :, s]
-    chol_ss = np.linalg.cholesky(cov_ss)
-    u_s = means[:, :, None, s] + np.einsum("nkab,jb->nkja", chol_ss, points)
-    theta = np.broadcast_to(0.5 * (rep.box_lo + rep.box_hi), (n, k, len(points), d)).copy()
-    theta[..., s] = rep.box_lo[s] + (rep.box_hi[s] - rep.box_lo[s]) * expit(u_s)
-    log_r = ratio(theta)  # (N, K, J)
-    log_r -= log_r.max(axis=(1, 2), keepdims=True)
-    r = np.exp(log_r) * rule_w
-    z = r.sum(axis=2)  # (N, K): E_k[ratio] (up to the shared shift)
-    mean_s = np.einsum("nkj,nkja->nka", r, u_s) / z[..., None]
-    dev = u_s - mean_s[:, :, None, :]
-    new_cov_ss = np.einsum("nkj,nkja,nkjb->nkab", r, dev, dev) / z[..., None, None]
-    gain = cov_xs @ np.linalg.inv(cov_ss)  # (N, K, D, m): regression of all u on u_S
-    new_means = means + np.einsum("nkda,nka->nkd", gain, mean_s - means[:, :, s])
-    new_cov = cov + gain @ (new_cov_ss - cov_ss) @ np.swapaxes(gain, 2, 3)
-    new_cov = 0.5 * (new_cov + np.swapaxes(new_cov, 2, 3))
-    log_w = log_softmax(logits, axis=1)
-    new_logits = log_w + np.log(np.maximum(z, 1e-300))
-    # Effective sample fraction of the weighted points against the unweighted rule.
-    base = np.exp(log_w)[:, :, None] * rule_w
-    omega = np.exp(log_w)[:, :, None] * r
-    ess = omega.reshape(n, -1).sum(axis=1) ** 2 / (
-        np.where(base > 0, omega**2 / np.maximum(base, 1e-300), 0.0).reshape(n, -1).sum(axis=1)
-    )
-    new_params = rep.pack(new_logits - new_logits.max(axis=1, keepdims=True), new_means,
-                          np.linalg.cholesky(new_cov))  # fmt: skip
-    return new_params, ess
+    points, rule_w = cubature_rule(len(ratio.columns))
+    return moment_match(rep, params, ratio.columns, ratio, points, rule_w)
 
 
 def importance_refit(

@@ -87,10 +87,12 @@ class PopulationPrior:
 
     family = FAMILY
     family_version = FAMILY_VERSION
+    defaults = INTERIM_HYPERPARAMETERS  # the family's hyperparameter names and defaults
+    factors = FACTORS  # the family's factors (a subclass family has its own)
 
     def __post_init__(self) -> None:
-        missing = set(INTERIM_HYPERPARAMETERS) - set(self.hyperparameters)
-        unknown = set(self.hyperparameters) - set(INTERIM_HYPERPARAMETERS)
+        missing = set(self.defaults) - set(self.hyperparameters)
+        unknown = set(self.hyperparameters) - set(self.defaults)
         if missing or unknown:
             raise ConfigError(
                 f"prior hyperparameters: missing {sorted(missing)}, unknown {sorted(unknown)}"
@@ -156,7 +158,7 @@ class PopulationPrior:
         """log density of each factor (all, or ``factors``) at ``theta`` (N, D); -inf outside
         the box of the factor's own parameter."""
         theta = tf.convert_to_tensor(theta, tf.float64)
-        wanted = tuple(FACTORS) if factors is None else factors
+        wanted = tuple(self.factors) if factors is None else factors
         out: dict[str, tf.Tensor] = {}
         if "redshift" in wanted:
             z = theta[:, self._col["redshift"]]
@@ -182,13 +184,22 @@ class PopulationPrior:
         return tf.add_n(list(self.factor_log_probs(theta, factors).values()))
 
     def changed_factors(self, other: PopulationPrior) -> tuple[str, ...]:
-        """Factors whose density differs between this prior and ``other``."""
-        if self.box != other.box:
-            return tuple(FACTORS)
+        """Factors whose density differs between this prior and ``other``: all of them
+        across families (every family names its factors after the parameter they draw)."""
+        same_family = (self.family, self.family_version) == (other.family, other.family_version)
+        if self.box != other.box or not same_family:
+            return tuple(self.factors)
         return tuple(
             name
-            for name, (_, hyper) in FACTORS.items()
+            for name, (_, hyper) in self.factors.items()
             if any(self.hyperparameters[h] != other.hyperparameters[h] for h in hyper)
+        )
+
+    def with_hyperparameters(self, hyperparameters: dict[str, Any]) -> PopulationPrior:
+        """The same family, box and selection under other hyperparameter values (floats or
+        tensors), e.g. the ones a calibration fitted."""
+        return type(self)(
+            hyperparameters=dict(hyperparameters), box=self.box, selection=dict(self.selection)
         )
 
     def sample(self, n: int, seed: int) -> np.ndarray:
@@ -241,6 +252,7 @@ class PriorMixture:
             first.low,
             first.high,
         )
+        self.factors = first.factors
 
     def factors_log_prob(
         self, theta: np.ndarray | tf.Tensor, factors: tuple[str, ...]
@@ -249,11 +261,11 @@ class PriorMixture:
         return tf.reduce_logsumexp(terms, axis=0) - np.log(len(self.components))
 
     def log_prob(self, theta: np.ndarray | tf.Tensor) -> tf.Tensor:
-        return self.factors_log_prob(theta, tuple(FACTORS))
+        return self.factors_log_prob(theta, tuple(self.factors))
 
     def changed_factors(self, other: PopulationPrior) -> tuple[str, ...]:
         changed = {f for c in self.components for f in c.changed_factors(other)}
-        return tuple(f for f in FACTORS if f in changed)
+        return tuple(f for f in self.factors if f in changed)
 
 
 class _TruncatedByCdf(tfd.Distribution):

@@ -101,15 +101,19 @@ def load_run_models(conn: Connection, run: Run) -> tuple[AmortizedEstimator, Any
 
 
 def load_prior(conn: Connection, prior_version_id: int | None) -> PopulationPrior:
-    """The population prior of a stored version; the interim prior when none is pinned."""
+    """The population prior of a stored version -- its family, version, hyperparameters,
+    selection and box (kept in the provenance) -- or the interim prior when none is pinned."""
     from lor.inference.prior import PopulationPrior
+    from lor.inference.prior_registry import prior_from_record
 
     if prior_version_id is None:
         return PopulationPrior()
-    hyper = conn.execute(
-        select(PriorVersion.hyperparameters).where(PriorVersion.id == prior_version_id)
-    ).scalar_one()
-    return PopulationPrior(hyperparameters={k: float(v) for k, v in hyper.items()})
+    row = conn.execute(select(PriorVersion).where(PriorVersion.id == prior_version_id)).scalar_one()
+    return prior_from_record({
+        "family": row.family, "family_version": row.family_version,
+        "hyperparameters": row.hyperparameters, "selection": row.selection,
+        "box": (row.provenance or {}).get("box"),
+    })  # fmt: skip
 
 
 def fitted_uncertainty(

@@ -24,6 +24,7 @@ from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
 from lor.inference.prior import PopulationPrior, PriorMixture
+from lor.inference.prior_registry import estimator_prior
 from lor.pipeline.amortized_processor import (
     CalibrationTerms,
     calibration_arrays,
@@ -98,7 +99,9 @@ def reprocess_processor(run: Run) -> ReprocessProcessor:
     fallback = new_prior if run.config.get("mcmc_fallback") else None  # low-ESS objects: MCMC
     posteriors = PhotometryPosteriors(estimator, emulator, fallback_prior=fallback)
     posteriors.warm_up()
-    reweighter = PosteriorReweighter(posteriors, old_prior, new_prior)
+    reweighter = PosteriorReweighter(
+        posteriors, old_prior, new_prior, estimator_prior(estimator.spec)
+    )
     reweighter.warm_up()
     return ReprocessProcessor(reweighter, posteriors.rep, old_terms, new_terms)
 
