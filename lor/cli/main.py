@@ -62,6 +62,25 @@ def db_current() -> None:
     click.echo(json.dumps({"current": current_revision(engine), "head": head_revision()}))
 
 
+@db.command("url")
+def db_url() -> None:
+    """Print the database URL for psql (starts the embedded database if it is the one used).
+
+    e.g. psql "$(lor db url)"
+    """
+    from lor.db.engine import psql_url
+
+    click.echo(psql_url())
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop lor's embedded PostgreSQL (the next lor command starts it again)."""
+    from lor.db.engine import stop_embedded
+
+    click.echo(stop_embedded())
+
+
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--release", required=True, help="Release name (created if new).")

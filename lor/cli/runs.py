@@ -318,17 +318,23 @@ def status_command(run: str | None, as_json: bool) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["parquet", "qp"]), default="parquet", show_default=True
 )
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file: *.parquet, or *.hdf5 for qp (default: RUN.parquet / RUN.hdf5 here).",
+)
 @click.option("--chunk-rows", type=int, default=10_000, show_default=True, help="Rows per read.")
 @click.option(
     "--z-points", type=int, default=401, show_default=True, help="qp: z grid points over the box."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def export_command(run: str, fmt: str, out: Path, chunk_rows: int, z_points: int,
+def export_command(run: str, fmt: str, out: Path | None, chunk_rows: int, z_points: int,
                    no_progress: bool) -> None:  # fmt: skip
     """Write the latest posterior of every object of RUN to Parquet, or to qp (HDF5)."""
-    from lor.pipeline.export import export_run
+    from lor.pipeline.export import default_export_path, export_run
 
+    out = out or default_export_path(run, fmt)
     summary = export_run(
         _engine(), run, out, fmt, chunk_rows, z_points=z_points, progress=not no_progress
     )

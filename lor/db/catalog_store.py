@@ -150,20 +150,37 @@ def any_object_in_id_range(conn: Connection, lo: int, hi: int) -> bool:
     ).scalar_one()
 
 
+def check_tract_scheme(conn: Connection, scheme: str) -> None:
+    """Refuse a file whose tract scheme differs from the one the database already uses.
+
+    Any tract of another scheme counts, not only colliding ids: catalog tracts and HEALPix
+    pixels rarely share ids, and a re-ingest of the same objects under the other scheme
+    stored every one again as "changed" in new tracts.
+    """
+    clash = conn.execute(
+        text(
+            "SELECT scheme, count(*) AS n, min(id) AS first FROM lor.tracts "
+            "WHERE scheme <> :scheme GROUP BY scheme LIMIT 1"
+        ),
+        {"scheme": scheme},
+    ).one_or_none()
+    if clash is not None:
+        hint = (
+            "give the catalog's tract column (--tract-column)"
+            if clash.scheme == "catalog"
+            else "pass --tract-column none"
+        )
+        raise IngestError(
+            f"this database's {clash.n} tracts use scheme {clash.scheme!r} (e.g. tract "
+            f"{clash.first}), this file would use {scheme!r}: use the same tract scheme for "
+            f"every file ({hint})"
+        )
+
+
 def register_tracts(conn: Connection, tract_ids: Sequence[int], scheme: str) -> None:
     """Add tracts; refuse to mix tract schemes in one database."""
     ids = [int(t) for t in tract_ids]
-    clash = conn.execute(
-        text(
-            "SELECT id, scheme FROM lor.tracts WHERE id = ANY(:ids) AND scheme <> :scheme LIMIT 5"
-        ),
-        {"ids": ids, "scheme": scheme},
-    ).all()
-    if clash:
-        raise IngestError(
-            f"tracts {[c.id for c in clash]} are registered with scheme {clash[0].scheme!r}, "
-            f"this file uses {scheme!r}: use the same tract scheme for every file"
-        )
+    check_tract_scheme(conn, scheme)
     conn.execute(
         text(
             "INSERT INTO lor.tracts (id, scheme) SELECT unnest(CAST(:ids AS integer[])), :scheme "
@@ -203,9 +220,31 @@ def merge_stage(conn: Connection) -> tuple[int, int, int]:
     return inserted - changed, changed, staged - inserted
 
 
-def insert_rejects(conn: Connection, ingest_id: int, rejects: list[dict[str, Any]]) -> None:
+def insert_rejects(conn: Connection, ingest_id: int, rejects: list[dict[str, Any]]) -> int:
+    """Record rejected rows; returns how many were new.
+
+    A row already recorded, with the same reason, by an earlier ingest of the same file
+    (sha256) into the same release is not recorded again: re-ingesting a file is idempotent
+    for its rejects as for its objects.
+    """
     if not rejects:
-        return
+        return 0
+    known = {
+        (row_number, reason)
+        for row_number, reason in conn.execute(
+            text(
+                """SELECT r.row_number, r.reason FROM lor.ingest_rejects r
+                   JOIN lor.ingests i ON i.id = r.ingest_id
+                   JOIN lor.ingests me ON me.id = :id
+                   WHERE i.id <> me.id AND i.source_sha256 = me.source_sha256
+                     AND i.release_id = me.release_id"""
+            ),
+            {"id": ingest_id},
+        )
+    }
+    rejects = [r for r in rejects if (r["row_number"], r["reason"]) not in known]
+    if not rejects:
+        return 0
     rows = [
         {
             "ingest_id": ingest_id,
@@ -217,3 +256,4 @@ def insert_rejects(conn: Connection, ingest_id: int, rejects: list[dict[str, Any
         for r in rejects
     ]
     conn.execute(insert(IngestReject), rows)
+    return len(rows)

@@ -57,3 +57,42 @@ def embedded_database_url(home: Path) -> str:
 def make_engine(url: str | None = None, **kwargs: object) -> Engine:
     """An engine for ``url`` (default: the configured one)."""
     return create_engine(url or resolve_database_url(), pool_pre_ping=True, **kwargs)
+
+
+def psql_url(url: str | None = None) -> str:
+    """The database URL as libpq (psql, pg_dump) reads it: ``postgresql://``, no driver.
+
+    lor's own URLs name SQLAlchemy's driver (``postgresql+psycopg://``), which psql rejects.
+    The embedded server's socket directory stays in the ``host`` query parameter, which
+    libpq understands.
+    """
+    parsed = make_url(url or resolve_database_url())
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def stop_embedded(settings: Settings | None = None) -> str:
+    """Stop the embedded PostgreSQL under ``LOR_HOME/pgdata``; says what it did.
+
+    Refuses when ``LOR_DATABASE_URL`` is set (that server is not lor's to stop). The next
+    lor command starts the embedded server again.
+    """
+    settings = settings or get_settings()
+    if settings.database_url:
+        raise ConfigError(
+            "LOR_DATABASE_URL is set: lor uses that server and stops only its own embedded one"
+        )
+    pgdata = settings.home / "pgdata"
+    if not (pgdata / "postmaster.pid").exists():
+        return f"the embedded database ({pgdata}) is not running"
+    import subprocess
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs it so when lor is root
+    try:
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)  # type: ignore[attr-defined]
+    except subprocess.CalledProcessError as exc:
+        raise ConfigError(f"could not stop the embedded database at {pgdata}: {exc}") from exc
+    embedded_database_url.cache_clear()
+    return f"stopped the embedded database ({pgdata})"

@@ -103,6 +103,11 @@ def parquet_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
+def default_export_path(run: str, fmt: str) -> Path:
+    """``RUN.parquet`` or ``RUN.hdf5`` (the suffix qp reads) in the working directory."""
+    return Path(f"{run}{QP_SUFFIX if fmt == 'qp' else '.parquet'}")
+
+
 def export_run(
     engine: Engine,
     run: int | str,

@@ -119,6 +119,7 @@ def ingest_catalog(
         sha = file_sha256(path)
         with engine.begin() as conn:
             store.lock_ingestion(conn)
+            store.check_tract_scheme(conn, summary.tract_scheme)  # before reading the file
             band_set_id = store.get_or_create_band_set(
                 conn, cols.band_set, cols.bands, store.default_filter_names(cols.bands)
             )

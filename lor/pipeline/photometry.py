@@ -25,6 +25,9 @@ AB_ZEROPOINT_NJY = 2.5 * np.log10(
 )  # m_AB = -2.5 log10(f / 3631 Jy) = 31.39993 - 2.5 log10(f / nJy)
 MAG_SENTINEL_NONDETECTION = 99.0
 MAG_SENTINEL_MISSING = -99.0
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Below this many finite values the unit check tests every value, not the median.
+SMALL_SAMPLE = 20
 
 
 def mag_to_njy(mag: np.ndarray) -> np.ndarray:
@@ -92,22 +95,28 @@ def check_plausible_fluxes(flux: np.ndarray, err: np.ndarray, units: str) -> Non
     """Catch the commonest unit mix-up (magnitudes declared as fluxes and vice versa).
 
     Looks at the first rows only: a sample decides it and the check stays off the hot path.
+    A small sample (a file of a few rows) is judged on every value rather than skipped: a
+    single row of magnitudes went in as fluxes of ~18 nJy.
     """
     flux, err = flux[:20_000], err[:20_000]
     f, e = flux[np.isfinite(flux)], err[np.isfinite(err)]
-    if f.size < 20 or e.size < 20:
+    if f.size == 0 or e.size == 0:
         return
-    looks_like_mags = 10 < np.median(f) < 35 and np.percentile(e, 90) < 1.5 and f.min() > 0
+    if f.size < SMALL_SAMPLE or e.size < SMALL_SAMPLE:
+        looks_like_mags = bool(np.all((f > 10) & (f < 35)) and np.all(e < 1.5))
+    else:
+        looks_like_mags = 10 < np.median(f) < 35 and np.percentile(e, 90) < 1.5 and f.min() > 0
     if units == "njy" and looks_like_mags:
         raise IngestError(
             "flux columns look like AB magnitudes (values ~%.1f with errors < 1.5): pass --units abmag"
             % np.median(f)
         )
-    ok_mag = (f > 0) & (f < 50)
-    if units == "abmag" and ok_mag.mean() < 0.5:
+    m = f[(f != MAG_SENTINEL_NONDETECTION) & (f != MAG_SENTINEL_MISSING)]
+    ok_mag = (m > 0) & (m < 50)
+    if units == "abmag" and m.size and ok_mag.mean() < 0.5:
         raise IngestError(
             "magnitude columns hold values outside 0-50 (median %.3g): are they fluxes? "
-            "pass --units njy" % np.median(f)
+            "pass --units njy" % np.median(m)
         )
 
 
@@ -115,12 +124,18 @@ def photometry_from_fluxes(flux: np.ndarray, err: np.ndarray, bands: list[str]) 
     reasons = RowReasons(flux.shape[0])
     for b, band in enumerate(bands):
         reasons.add(np.isinf(flux[:, b]), f"band {band}: infinite flux")
+        # Stored as float32: a larger value would be stored as Infinity.
+        reasons.add(
+            np.abs(flux[:, b]) > FLOAT32_MAX, f"band {band}: infinite flux (beyond float32)"
+        )
         e = err[:, b]
         reasons.add(np.isinf(e), f"band {band}: infinite flux error")
+        reasons.add(e > FLOAT32_MAX, f"band {band}: infinite flux error (beyond float32)")
         reasons.add(np.isfinite(e) & (e <= 0), f"band {band}: non-positive flux error")
     missing = ~(np.isfinite(flux) & np.isfinite(err))
-    flux32 = np.where(missing, np.nan, flux).astype(np.float32)
-    err32 = np.where(missing, np.nan, err).astype(np.float32)
+    unstorable = missing | (np.abs(flux) > FLOAT32_MAX) | (err > FLOAT32_MAX)  # rejected above
+    flux32 = np.where(unstorable, np.nan, flux).astype(np.float32)
+    err32 = np.where(unstorable, np.nan, err).astype(np.float32)
     nondet = np.zeros(flux.shape[0], np.int16)
     reasons.add(missing.all(axis=1), "no usable band")
     return Photometry(flux32, err32, _bits(missing), nondet, reasons)

@@ -77,6 +77,16 @@ def test_embedded_default_needs_no_server(tmp_path: Path) -> None:
     assert "new 25" in ing.stdout
     again = run("ingest", str(path), "--release", "DR1")
     assert "unchanged 25" in again.stdout
+    # psql reads `lor db url` as printed (SQLAlchemy's postgresql+psycopg:// it rejected)
+    url = run("db", "url").stdout.strip()
+    assert url.startswith("postgresql://")
+    count = subprocess.run(["psql", url, "-Atc", "SELECT count(*) FROM lor.objects"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert count.returncode == 0 and count.stdout.strip() == "25", count.stderr
+    stop = run("db", "stop")
+    assert stop.returncode == 0 and "stopped the embedded database" in stop.stdout, stop.stderr
+    assert not (tmp_path / "home" / "pgdata" / "postmaster.pid").exists()
+    assert "is not running" in run("db", "stop").stdout
     subprocess.run(
         ["/bin/sh", "-c", f"pkill -f 'postgres -D {tmp_path}/home/pgdata' || true"], check=False
     )
