@@ -24,6 +24,9 @@ import threading
 from celery import Celery, bootsteps
 
 from lor.config import get_settings
+from lor.quiet import quiet_tensorflow_startup
+
+quiet_tensorflow_startup()  # every worker process imports TensorFlow after this
 
 QUEUE_ENV = "LOR_QUEUE"
 SWEEP_ENV = "LOR_SWEEP_INTERVAL_S"

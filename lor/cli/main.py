@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 
 from lor.errors import LorError
+from lor.quiet import quiet_tensorflow_startup
+
+quiet_tensorflow_startup()  # before any command imports TensorFlow
 
 
 class LorGroup(click.Group):
