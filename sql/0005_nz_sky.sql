@@ -47,17 +47,19 @@ COMMENT ON FUNCTION lor.nz_grid(double precision, double precision, integer) IS
 --   s[1] n, s[2] zmin, s[3] zmax, s[4] z_lo and s[5] z_hi of the box the cache below was
 --   built for (NaN before the first posterior), s[6] objects counted, s[7] ln of the largest
 --   Jacobian du/dz on the grid inside that box, s[8] and s[9] the first and last grid index
---   (0-based) inside it; then n accumulators (sum over objects of sum_k w_k / sd_k
---   exp(-t^2 / 2) du/dz), the grid in u (NaN outside the box) and du/dz (0 outside).
--- A posterior whose box differs from the cached one (another model) is evaluated at every
--- grid point without the window: correct, slower, rare. NULL params (no posterior) are not
--- counted.
+--   (0-based) inside it; then, for grid point j = 0 .. n - 1: s[10 + j] the accumulator
+--   (sum over objects and components of w / sd exp(-t^2 / 2) du/dz), s[10 + n + j] the
+--   grid point in u (NaN outside the box) and s[10 + 2n + j] ln du/dz.
+-- Each term is one exp(ln(w / sd) + ln du/dz - (u - mu)^2 / (2 sd^2)) in one statement: the
+-- per-point cost is what sets the aggregate's speed. A posterior whose box differs from the
+-- cached one (another model) is evaluated at every grid point without the window: correct,
+-- slower, rare. NULL params (no posterior) are not counted.
 CREATE OR REPLACE FUNCTION lor.nz_step(
   s double precision[], params real[], zmin double precision, zmax double precision,
   n integer
 )
 RETURNS double precision[]
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE COST 5000
 AS $$
 DECLARE
   k integer;
@@ -67,14 +69,15 @@ DECLARE
   z_hi double precision;
   dz double precision;
   z double precision;
-  u double precision;
   jac double precision;
   jac_max double precision := 0;
   top double precision;
+  ln_total double precision;
   total double precision := 0;
-  c double precision;
+  lc double precision;
   mu double precision;
   sd double precision;
+  h double precision;
   lt double precision;
   half double precision;
   ja integer;
@@ -82,9 +85,7 @@ DECLARE
   t double precision;
   m integer;
   q integer;
-  acc0 integer := 9;          -- s[acc0 + 1 + j] is the accumulator of grid point j
-  u0 integer := 9 + n;        -- s[u0 + 1 + j] is u at grid point j
-  jac0 integer := 9 + 2 * n;  -- s[jac0 + 1 + j] is du/dz at grid point j
+  n2 integer := 2 * n;
 BEGIN
   IF s IS NULL THEN
     IF n IS NULL OR n < 2 OR NOT (zmax > zmin) OR zmin = '-Infinity' OR zmax = 'Infinity' THEN
@@ -127,13 +128,13 @@ BEGIN
       z := CASE WHEN j = n - 1 THEN zmax ELSE zmin + j * dz END;
       IF z > z_lo AND z < z_hi THEN
         jac := (z_hi - z_lo) / ((z - z_lo) * (z_hi - z));
-        s[u0 + 1 + j] := ln(z - z_lo) - ln(z_hi - z);
-        s[jac0 + 1 + j] := jac;
+        s[10 + n + j] := ln(z - z_lo) - ln(z_hi - z);
+        s[10 + n2 + j] := ln(jac);
         jac_max := greatest(jac_max, jac);
         s[8] := least(s[8], j);
         s[9] := j;
       ELSE
-        s[u0 + 1 + j] := 'NaN';
+        s[10 + n + j] := 'NaN';
       END IF;
     END LOOP;
     s[4] := z_lo;
@@ -148,6 +149,7 @@ BEGIN
   FOR i IN 5 .. 4 + k LOOP
     total := total + exp(params[i] - top);
   END LOOP;
+  ln_total := ln(total);
   m := 5 + k;
   q := 5 + k + k * d;
   FOR i IN 5 .. 4 + k LOOP
@@ -157,10 +159,11 @@ BEGIN
         i - 4, params[q];
     END IF;
     mu := params[m];
-    c := exp(params[i] - top) / total / sd;
+    lc := params[i] - top - ln_total - ln(sd);  -- ln(w / sd)
+    h := 0.5 / (sd * sd);
     IF z_lo = s[4] AND z_hi = s[5] THEN
-      -- Window: the term c exp(-t^2/2) du/dz is below 1e-13 where t^2 > 2 lt.
-      lt := ln(c) + s[7] + 29.933606208922594;  -- ln(1e13)
+      -- Window: the term (w / sd) exp(-t^2 / 2) du/dz is below 1e-13 where t^2 > 2 lt.
+      lt := lc + s[7] + 29.933606208922594;  -- ln(1e13)
       IF lt > 0 THEN
         half := sqrt(2 * lt) * sd;
         ja := s[8];
@@ -175,9 +178,8 @@ BEGIN
         ELSIF mu + half < 700 THEN
           jb := least(jb, floor((z_lo + (z_hi - z_lo) / (1 + exp(-mu - half)) - zmin) / dz));
         END IF;
-        FOR j IN ja .. jb LOOP
-          t := (s[u0 + 1 + j] - mu) / sd;
-          s[acc0 + 1 + j] := s[acc0 + 1 + j] + c * s[jac0 + 1 + j] * exp(-0.5 * t * t);
+        FOR j IN 10 + ja .. 10 + jb LOOP
+          s[j] := s[j] + exp(lc + s[j + n2] - (s[j + n] - mu) * (s[j + n] - mu) * h);
         END LOOP;
       END IF;
     ELSE
@@ -186,8 +188,8 @@ BEGIN
         IF z > z_lo AND z < z_hi THEN
           t := (ln(z - z_lo) - ln(z_hi - z) - mu) / sd;
           IF t * t < 1400 THEN  -- exp() raises on underflow; beyond this the term is < 1e-300
-            s[acc0 + 1 + j] := s[acc0 + 1 + j]
-              + c * (z_hi - z_lo) / ((z - z_lo) * (z_hi - z)) * exp(-0.5 * t * t);
+            s[10 + j] := s[10 + j]
+              + exp(lc - 0.5 * t * t) * (z_hi - z_lo) / ((z - z_lo) * (z_hi - z));
           END IF;
         END IF;
       END LOOP;
@@ -427,7 +429,9 @@ TO lor_reader, lor_worker;
 -- same on PostgreSQL 15 and the embedded 16), ix_objects_sky_key the index on every
 -- partition of lor.objects. The ranges are a superset of the cone (RA half-width
 -- asin(sin r / cos dec) at the widest, 1e-9 deg of slack); the exact angular distance
--- (haversine, lor.sky_sep_deg) then keeps the objects within the radius.
+-- (haversine, lor.sky_sep_deg) then keeps the objects within the radius. The search of each
+-- range is a LATERAL subquery kept apart with OFFSET 0: the planner cannot estimate how few
+-- rows a range and the distance cut keep, and would otherwise scan whole tables.
 -- lor.sky_key must never change (the index stores its values): a new key means a new
 -- function and a new index.
 
@@ -460,10 +464,12 @@ COMMENT ON FUNCTION lor.sky_sep_deg(double precision, double precision, double p
 
 -- The lor.sky_key ranges that cover the cone of radius r (deg) around (ra, dec): one per
 -- zone and RA interval (two intervals where the cone crosses RA 0; every RA where it holds a
--- pole). A negative or NULL radius gives no range.
+-- pole). A negative radius gives no range. STRICT keeps the planner from inlining it, so it
+-- plans with ROWS 8 (a handful of ranges) rather than a guess of thousands, and searches the
+-- index once per range.
 CREATE OR REPLACE FUNCTION lor.sky_ranges(ra double precision, "dec" double precision, radius double precision)
 RETURNS TABLE (key_lo bigint, key_hi bigint)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 8
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE ROWS 8
 AS $$
   WITH c AS (
     SELECT greatest(-90, "dec" - radius - 1e-9) AS dlo,
@@ -502,11 +508,14 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-  SELECT lor.sky_sep_deg($1, $2, o.ra, o.dec) AS sep_deg, o.tract_id, o.object_id,
-         o.catalog_id, o.ra, o.dec, o.release_id
+  SELECT o.sep_deg, o.tract_id, o.object_id, o.catalog_id, o.ra, o.dec, o.release_id
   FROM lor.sky_ranges($1, $2, $3) AS r
-  JOIN lor.objects o ON lor.sky_key(o.ra, o.dec) BETWEEN r.key_lo AND r.key_hi
-  WHERE o.superseded_release_id IS NULL AND lor.sky_sep_deg($1, $2, o.ra, o.dec) <= $3
+  CROSS JOIN LATERAL (
+    SELECT lor.sky_sep_deg($1, $2, o.ra, o.dec) AS sep_deg, o.*
+    FROM lor.objects o
+    WHERE lor.sky_key(o.ra, o.dec) BETWEEN r.key_lo AND r.key_hi
+    OFFSET 0) AS o
+  WHERE o.superseded_release_id IS NULL AND o.sep_deg <= $3
 $$;
 COMMENT ON FUNCTION lor.cone_objects(double precision, double precision, double precision) IS
   'Current object versions within radius_deg of (ra, dec) (index scan on lor.sky_key), with separations.';
@@ -557,7 +566,11 @@ AS $$
          p.ood_flags, p.method, p.parent_posterior_id, p.input_hash, p.worker_host,
          p.created_at
   FROM lor.sky_ranges($1, $2, $3) AS r
-  JOIN lor.objects o ON lor.sky_key(o.ra, o.dec) BETWEEN r.key_lo AND r.key_hi
+  CROSS JOIN LATERAL (
+    SELECT o.tract_id, o.object_id, o.catalog_id, o.release_id, o.ra, o.dec
+    FROM lor.objects o
+    WHERE lor.sky_key(o.ra, o.dec) BETWEEN r.key_lo AND r.key_hi
+    OFFSET 0) AS o
   JOIN lor.posteriors p ON p.tract_id = o.tract_id AND p.object_id = o.object_id
   JOIN lor.releases rel ON rel.id = o.release_id
   WHERE lor.sky_sep_deg($1, $2, o.ra, o.dec) <= $3 AND ($4 IS NULL OR p.run_id = $4)

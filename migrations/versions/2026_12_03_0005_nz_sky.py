@@ -34,8 +34,7 @@ DROPS = (
     "FUNCTION lor.sky_sep_deg(double precision, double precision, double precision, "
     "double precision)",
     "FUNCTION lor.nz_grid(double precision, double precision, integer)",
-    "FUNCTION lor.nz_step(double precision[], real[], double precision, double precision, "
-    "integer)",
+    "FUNCTION lor.nz_step(double precision[], real[], double precision, double precision, integer)",
     "FUNCTION lor.nz_combine(double precision[], double precision[])",
     "FUNCTION lor.nz_final(double precision[])",
     "FUNCTION lor.nz_jackknife_step(double precision[], double precision[], bigint)",
