@@ -263,6 +263,16 @@ def bench_reprocess(
     )
 
 
+@bench.command("prior")
+@click.option("--draws", type=int, default=200_000, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True)
+def bench_prior(draws: int, repeats: int) -> None:
+    """Interim and published-relations priors against published counts and redshifts."""
+    from lor.bench.prior import run_prior_benchmark
+
+    click.echo(json.dumps(run_prior_benchmark(draws, repeats), default=float))
+
+
 @bench.command("posteriors")
 def bench_posteriors() -> None:
     """Summary computation speed of the compressed flow posterior."""
@@ -289,6 +299,10 @@ cli.add_command(status_command)
 from lor.cli.runs import register  # noqa: E402
 
 register(cli, bench)
+from lor.cli.serve import serve_command, truth_command  # noqa: E402
+
+cli.add_command(serve_command)
+cli.add_command(truth_command)
 
 if __name__ == "__main__":
     cli()

@@ -19,6 +19,7 @@ from lor.db.engine import make_engine
 from lor.db.migrate import upgrade
 from lor.pipeline.example_catalog import EXAMPLE_CATALOG, EXAMPLE_TRUTH
 from lor.pipeline.ingest import ingest_catalog
+from lor.pipeline.truth import ingest_truth
 
 DEMO_RELEASE = "example-DR1"
 INTERIM_PRIOR_NAME = "interim-population-v1"
@@ -76,6 +77,8 @@ def run_demo(out: Path | None = None, echo: Callable[[str], None] = print) -> di
         f"ingested {EXAMPLE_CATALOG.name}: read {summary.rows_read}, new {summary.rows_new}, "
         f"unchanged {summary.rows_unchanged}, rejected {summary.rows_rejected}"
     )
+    truth = ingest_truth(engine, EXAMPLE_TRUTH, "lor example catalog (simulation truth)")
+    echo(f"true redshifts of the example loaded into lor.truth: {truth}")
     try:  # a second demo reuses its run (and finishes it if it was interrupted)
         run = get_run(engine, DEMO_RUN)
         echo(f"run {run.name} (id {run.id}) exists: resuming")

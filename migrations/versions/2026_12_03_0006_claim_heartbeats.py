@@ -1,8 +1,10 @@
-"""Claim heartbeats (lor.workers) and clear errors from the redshift SQL on corrupt params.
+"""Claim heartbeats (lor.workers), true redshifts (lor.truth), and clear errors from the
+redshift SQL on corrupt params.
 
-sql/0006_claim_heartbeats.sql adds the heartbeat table; sql/0006_pz_checks.sql replaces the
+sql/0006_claim_heartbeats.sql adds the heartbeat table; sql/0006_truth.sql the table of known
+redshifts that the run dashboard compares posteriors with; sql/0006_pz_checks.sql replaces the
 four pz_* functions of 0004 in place (same signatures and values; corrupt sigmas and 2-D
-arrays raise named errors). The downgrade drops the table and re-runs 0004's SQL, which
+arrays raise named errors). The downgrade drops the tables and re-runs 0004's SQL, which
 restores its definitions.
 
 Revision ID: 0006
@@ -26,9 +28,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.execute(read_sql("0006_claim_heartbeats.sql"))
+    op.execute(read_sql("0006_truth.sql"))
     op.execute(read_sql("0006_pz_checks.sql"))
 
 
 def downgrade() -> None:
     op.execute(read_sql("0004_fast_pz.sql"))
+    op.execute("DROP TABLE IF EXISTS lor.truth")
     op.execute("DROP TABLE IF EXISTS lor.workers")
