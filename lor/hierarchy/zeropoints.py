@@ -156,6 +156,8 @@ class _TractObjective(TFObjective):
         reference_zp: float,
         free: list[int],
         n_nearest: int = 12,
+        model_error_mag: np.ndarray | None = None,
+        start_floor_mag: np.ndarray | None = None,
     ) -> None:
         self.free = free
         self.n_bands = flux.shape[1]
@@ -163,26 +165,40 @@ class _TractObjective(TFObjective):
         self.err = tf.constant(err, tf.float64)
         self.softening = tf.constant(density.softening, tf.float64)
         self.reference_zp = reference_zp
+        known = np.zeros(self.n_bands) if model_error_mag is None else model_error_mag
+        self.model_var = tf.constant((np.asarray(known) / ASINH_SCALE) ** 2, tf.float64)
         log_w = tf.constant(np.log(density.weights), tf.float64)
         means = tf.constant(density.means, tf.float64)
         covs = tf.constant(density.covariances, tf.float64)
         zero = tf.zeros(self.n_bands, tf.float64)
         start = self.offsets(tf.zeros(len(free), tf.float64)) if free else zero
-        x, noise, _ = self._data(start, zero)
+        floor = None if start_floor_mag is None else tf.constant(start_floor_mag, tf.float64)
+        x, noise, _ = self._data(start, zero, floor)
         nearest = _component_log_probs(log_w, means, covs, x, noise)
         k = min(n_nearest, len(density.weights))
         idx = tf.math.top_k(nearest, k).indices  # (N, k)
         self.log_w, self.means, self.covs = (tf.gather(t, idx) for t in (log_w, means, covs))
         super().__init__()
 
-    def _data(self, zp: tf.Tensor, log_scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _data(
+        self, zp: tf.Tensor, log_scale: tf.Tensor, floor: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Corrected asinh magnitudes (N, B), their noise variances (N, B) and the log
-        Jacobian of flux -> asinh magnitude (N,)."""
+        Jacobian of flux -> asinh magnitude (N,).
+
+        The noise is the scaled catalog error plus the model error -- the emulator's known
+        part and the fitted ``floor`` (mag), both fractional at the corrected flux
+        (:mod:`lor.inference.model_error`), so a floor is told from a noise scaling by how
+        it grows with brightness."""
         gain = tf.pow(tf.constant(10.0, tf.float64), 0.4 * zp)
         corrected = self.flux * gain
         x = asinh_magnitudes(corrected, self.softening)
         slope = ASINH_SCALE / tf.sqrt(corrected**2 + 4.0 * self.softening**2)  # |dx/df|
         noise = (slope * gain * tf.exp(log_scale) * self.err) ** 2
+        model_var = self.model_var
+        if floor is not None:
+            model_var = model_var + (floor / ASINH_SCALE) ** 2
+        noise = noise + (slope * corrected) ** 2 * model_var
         return x, noise, tf.reduce_sum(tf.math.log(slope * gain), axis=1)
 
     def offsets(self, zp_free: tf.Tensor) -> tf.Tensor:
@@ -196,9 +212,11 @@ class _TractObjective(TFObjective):
                 parts.append(tf.constant(self.reference_zp, tf.float64))
         return tf.stack(parts)
 
-    def per_object(self, zp: tf.Tensor, log_scale: tf.Tensor) -> tf.Tensor:
-        """``log p(f_obs | zp, s)`` of each object, (N,)."""
-        x, noise, jacobian = self._data(zp, log_scale)
+    def per_object(
+        self, zp: tf.Tensor, log_scale: tf.Tensor, floor: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """``log p(f_obs | zp, s, floor)`` of each object, (N,)."""
+        x, noise, jacobian = self._data(zp, log_scale, floor)
         return (
             tf.reduce_logsumexp(
                 _component_log_probs(self.log_w, self.means, self.covs, x, noise), axis=1

@@ -20,6 +20,7 @@ from lor.inference.derived import LEADING_PARAMS, derived_quantities
 from lor.inference.estimator import AmortizedEstimator, input_features
 from lor.inference.estimator_training import InputDensity
 from lor.inference.flags import Flag
+from lor.inference.model_error import ModelError
 
 EDGE_FRACTION = 0.01
 EDGE_MASS_LIMIT = 0.2
@@ -79,9 +80,16 @@ class PhotometryPosteriors:
         n_summary_samples: int = 64,
         fallback_prior=None,  # type: ignore[no-untyped-def]  # PopulationPrior: MCMC for flagged objects
         fallback_steps: dict[str, int] | None = None,
+        model_error: ModelError | None = None,
     ) -> None:  # type: ignore[no-untyped-def]
         self.estimator = estimator
         self.emulator = emulator
+        self.model_error = model_error or ModelError.for_emulator(emulator)
+        if self.model_error.bands != tuple(estimator.band_names):
+            raise ConfigError(
+                f"model error bands {self.model_error.bands} differ from the estimator's "
+                f"{tuple(estimator.band_names)}"
+            )
         self.rep = estimator.representation
         self.bands = estimator.band_names
         self.data_model = DataModel(bands=self.bands)
@@ -128,7 +136,8 @@ class PhotometryPosteriors:
         noise_scale: np.ndarray | None = None,
     ) -> PreparedPhotometry:
         """Catalog photometry as the likelihood sees it: unusable bands dropped (and flagged),
-        Galactic extinction undone, the calibration's zeropoints and noise scales applied."""
+        Galactic extinction undone, the calibration's zeropoints and noise scales applied,
+        and the model error (:mod:`lor.inference.model_error`) added to every error."""
         flux = np.asarray(flux, np.float64)
         err = np.asarray(flux_err, np.float64)
         n, b = flux.shape
@@ -146,6 +155,7 @@ class PhotometryPosteriors:
             flux, err = flux * factor, err * factor
         if noise_scale is not None:
             err = err * np.nan_to_num(noise_scale, nan=1.0)
+        err = np.where(unusable, 1.0, self.model_error.effective_error(flux, err))
         flags[unusable.all(axis=1)] |= Flag.NO_POSTERIOR
         return PreparedPhotometry(flux, err, unusable, flags)
 
@@ -222,7 +232,8 @@ class PhotometryPosteriors:
         checks.flags[rows[chi2 > self._chi2_threshold]] |= Flag.POOR_FIT
         complete = rows[~data.unusable[rows].any(axis=1)]
         if self._input_density is not None and len(complete):
-            dens = self._input_density(self.estimator.standardized(data.features(complete)))
+            features = self.estimator.standardized(data.features(complete))
+            dens = self._input_density(features[:, : self._input_density.n_features])
             checks.input_log_density[complete] = dens
             checks.flags[complete[dens < self._density_threshold]] |= Flag.INPUT_OOD
         return summaries, checks

@@ -72,9 +72,17 @@ class DataModel:
             raise ConfigError("survey years must be positive")
         return self._m5 + 1.25 * np.log10(years[..., None] / 10.0)
 
-    def flux_error(self, flux_njy: np.ndarray, years: float | np.ndarray = 10.0) -> np.ndarray:
-        """1-sigma flux errors (nJy) at the true fluxes (N, B) for a depth of ``years``."""
+    def flux_error(
+        self,
+        flux_njy: np.ndarray,
+        years: float | np.ndarray = 10.0,
+        depth_offset: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """1-sigma flux errors (nJy) at the true fluxes (N, B) for a depth of ``years``,
+        each band's depth shifted by ``depth_offset`` (mag, (N, B); positive is deeper)."""
         m5 = self.depth(np.broadcast_to(np.asarray(years, np.float64), flux_njy.shape[:-1]))
+        if depth_offset is not None:
+            m5 = m5 + depth_offset
         f5 = AB_NJY * 10.0 ** (-0.4 * m5)
         # Eq. 5 in flux units: sigma_f**2 = k**2 ((0.04 - gamma) f5 f + gamma f5**2), k = ln10/2.5;
         # a source at or below the sky level keeps the sky-limited k sqrt(gamma) f5.
@@ -92,24 +100,40 @@ class DataModel:
         noise_scale: np.ndarray | None = None,
         ebv: np.ndarray | None = None,
         error_scatter: float = 0.0,
+        depth_offset: np.ndarray | None = None,
+        floor_mag: np.ndarray | None = None,
+        hidden_floor_mag: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Simulate catalog fluxes and reported errors (nJy) from true fluxes (N, B).
 
         ``error_scatter`` adds lognormal scatter (dex) to the reported errors, as real
-        catalogs' per-object errors scatter around the depth model.
+        catalogs' per-object errors scatter around the depth model; ``depth_offset`` (mag,
+        (N, B)) moves each band's depth on its own. ``floor_mag`` ((N, B) or (B,)) is a
+        fractional error floor: the flux scatters by ``floor`` magnitudes more and the
+        reported error carries it in quadrature at the observed flux -- a catalog's own
+        error floor, and the way model error enters (:mod:`lor.inference.model_error`).
+        ``hidden_floor_mag`` scatters the flux the same way without reporting it: the
+        model error a catalog's errors do not know of (what Step 2 fits).
         """
         flux = np.asarray(flux_njy, np.float64)
         if ebv is not None:
             flux = flux * 10.0 ** (
                 -0.4 * np.asarray(ebv)[:, None] * extinction_coefficients(tuple(self.bands))
             )
-        sigma = self.flux_error(flux, years)
+        sigma = self.flux_error(flux, years, depth_offset)
         if error_scatter:
             sigma = sigma * 10.0 ** (error_scatter * rng.standard_normal(sigma.shape))
         if zeropoint_offset is not None:
             flux = flux * 10.0 ** (-0.4 * np.asarray(zeropoint_offset))
         scale = 1.0 if noise_scale is None else np.asarray(noise_scale)
         observed = flux + scale * sigma * rng.standard_normal(flux.shape)
+        if floor_mag is not None:
+            frac = np.asarray(floor_mag, np.float64) * np.log(10.0) / 2.5
+            observed = observed + flux * frac * rng.standard_normal(flux.shape)
+            sigma = np.sqrt(sigma**2 + (np.abs(observed) * frac) ** 2)
+        if hidden_floor_mag is not None:
+            frac = np.asarray(hidden_floor_mag, np.float64) * np.log(10.0) / 2.5
+            observed = observed + flux * frac * rng.standard_normal(flux.shape)
         return observed, sigma
 
     def deredden(

@@ -36,6 +36,9 @@ class EstimatorConfig:
     n_val: int = 20_000
     years: list[float] = field(default_factory=lambda: [1.0, 10.0])
     error_scatter_dex: float = 0.05
+    depth_offset_mag: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    floor_mag: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    prior: dict[str, Any] = field(default_factory=dict)
     missing_band_prob: float = 0.05
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     n_components: int = 4
@@ -54,6 +57,22 @@ class EstimatorConfig:
         return load_yaml_config(cls, path)
 
 
+def training_prior(config: EstimatorConfig):  # type: ignore[no-untyped-def]
+    """The prior the estimator is trained under (its *interim* prior): the config's prior
+    record, or the v1 population prior's interim hyperparameters when it names none."""
+    if not config.prior:
+        return PopulationPrior()
+    from lor.inference.prior_registry import PRIOR_FAMILIES, prior_from_record
+
+    record = dict(config.prior)
+    if "hyperparameters" not in record:  # the family's published defaults
+        key = (str(record.get("family")), str(record.get("family_version")))
+        if key not in PRIOR_FAMILIES:
+            return prior_from_record(record)  # raises the registry's error
+        record["hyperparameters"] = dict(PRIOR_FAMILIES[key].defaults)
+    return prior_from_record(record)
+
+
 def _with_missing_bands(cat: SimulatedCatalog, prob: float, rng: np.random.Generator) -> np.ndarray:
     """Missing-band mask (N, B): a fraction ``prob`` of objects lose one or two random bands."""
     n, b = cat.flux.shape
@@ -69,9 +88,13 @@ def simulate_pairs(
     config: EstimatorConfig, emulator, n: int, seed: int
 ) -> tuple[np.ndarray, SimulatedCatalog, np.ndarray]:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
+    floor = tuple(config.floor_mag) if config.floor_mag[1] > 0 else 0.0
     cat = simulate_catalog(
-        n, emulator, seed=seed, years=tuple(config.years), error_scatter=config.error_scatter_dex
-    )
+        n, emulator, training_prior(config), seed=seed, years=tuple(config.years),
+        error_scatter=config.error_scatter_dex,
+        depth_offset_mag=(config.depth_offset_mag[0], config.depth_offset_mag[1]),
+        floor_mag=floor,
+    )  # fmt: skip
     missing = _with_missing_bands(cat, config.missing_band_prob, rng)
     return input_features(cat.flux, cat.flux_err, missing), cat, missing
 
@@ -106,6 +129,13 @@ class InputDensity:
         log_w = log_w - np.logaddexp.reduce(log_w)
         self._const = log_w - log_det - 0.5 * d * np.log(2.0 * np.pi)
         self._k, self._d = k, d
+
+    @property
+    def n_features(self) -> int:
+        """How many leading input features the density reads: the B asinh fluxes for
+        estimators trained since issue #12 (photometry, not its error bars, decides
+        whether an object is unlike the model's galaxies); all 3B for older ones."""
+        return self._d
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``log p(x)`` for rows ``(N, D)``."""
@@ -176,7 +206,7 @@ def train_estimator(
     u = rep.to_u(cat.theta).astype(np.float32)
     n_tr = config.n_train
     x_mean, x_std = x[:n_tr].mean(axis=0), x[:n_tr].std(axis=0) + 1e-6
-    prior = PopulationPrior()
+    prior = training_prior(config)
     spec: dict[str, Any] = {
         "family": FAMILY,
         "family_version": FAMILY_VERSION,
@@ -187,7 +217,12 @@ def train_estimator(
         "representation": {"name": rep.name, "version": rep.version, "config": rep.config()},
         "emulator": {"name": emulator.spec["name"], "sha256": emulator_sha256},
         "prior": prior.as_record(),
-        "training": {"years": config.years, "error_scatter_dex": config.error_scatter_dex},
+        "training": {
+            "years": config.years,
+            "error_scatter_dex": config.error_scatter_dex,
+            "depth_offset_mag": config.depth_offset_mag,
+            "floor_mag": config.floor_mag,
+        },
         "config": asdict(config),
     }
     arrays = {"x_mean": x_mean, "x_std": x_std}
@@ -248,10 +283,15 @@ def train_estimator(
     # Recalibrate the posterior widths on fresh simulations (not the test set).
     estimator.set_chol_scale(fit_chol_scale(estimator, config, emulator))
     # OOD reference density over inputs, threshold from fresh held-out simulations.
-    complete = ~x[:n_tr, 2 * len(emulator.band_names) :].any(axis=1)
-    density = fit_input_density(xs[:n_tr][complete], config.ood_components, config.seed)
+    # Over the asinh fluxes only: INPUT_OOD is for photometry unlike the model's galaxies,
+    # not for error bars unlike the training set's (real catalogs' never follow one formula).
+    n_bands = len(emulator.band_names)
+    complete = ~x[:n_tr, 2 * n_bands :].any(axis=1)
+    density = fit_input_density(
+        xs[:n_tr][complete][:, :n_bands], config.ood_components, config.seed
+    )
     x_ho, _, missing_ho = simulate_pairs(config, emulator, 20_000, config.seed + 1)
-    x_ho = estimator.standardized(x_ho)[~missing_ho.any(axis=1)]
+    x_ho = estimator.standardized(x_ho)[~missing_ho.any(axis=1)][:, :n_bands]
     threshold = float(np.quantile(InputDensity(density)(x_ho), config.ood_false_flag_rate))
     estimator.ood = {f"density_{k}": v for k, v in density.items()} | {
         "density_threshold": np.array(threshold)

@@ -52,11 +52,19 @@ def simulate_catalog(
     noise_scale: np.ndarray | None = None,
     select: bool = True,
     max_draws: int = 1000,
+    depth_offset_mag: tuple[float, float] = (0.0, 0.0),
+    floor_mag: tuple[float, float] | float = 0.0,
+    hidden_floor_mag: np.ndarray | None = None,
 ) -> SimulatedCatalog:
     """Draw ``n`` objects that pass the prior's selection (``i_obs < 25.3`` by default).
 
     ``years`` is a depth or a (low, high) range drawn log-uniformly per object, so an
-    estimator trained on it serves catalogs of any depth in between.
+    estimator trained on it serves catalogs of any depth in between. ``depth_offset_mag``
+    (low, high) moves each band's depth on its own, uniformly per object and band;
+    ``floor_mag`` is a fractional error floor (mag) or a (low, high) range drawn
+    log-uniformly per object and band (see :meth:`DataModel.observe`). Together they make
+    catalogs whose errors do not follow one depth formula, as real catalogs' do not.
+    ``hidden_floor_mag`` (B,) is model error the reported errors do not carry.
     """
     prior = prior or PopulationPrior()
     data_model = data_model or DataModel(bands=emulator.band_names)
@@ -76,9 +84,15 @@ def simulate_catalog(
             yrs = 10.0 ** rng.uniform(np.log10(years[0]), np.log10(years[1]), m)
         else:
             yrs = np.full(m, float(years))
+        shape = true_flux.shape
+        depth = None
+        if depth_offset_mag != (0.0, 0.0):
+            depth = rng.uniform(depth_offset_mag[0], depth_offset_mag[1], shape)
+        floor = _draw_floor(floor_mag, shape, rng)
         flux, err = data_model.observe(
-            true_flux, rng, yrs, zeropoint_offset, noise_scale, error_scatter=error_scatter
-        )
+            true_flux, rng, yrs, zeropoint_offset, noise_scale, error_scatter=error_scatter,
+            depth_offset=depth, floor_mag=floor, hidden_floor_mag=hidden_floor_mag,
+        )  # fmt: skip
         keep = np.ones(m, bool)
         if band is not None:
             keep = observed_mag(flux[:, band]) < prior.selection["mag_max"]
@@ -97,3 +111,12 @@ def simulate_catalog(
     if len(cat) < n:
         raise RuntimeError(f"selection kept only {len(cat)} of {n} objects after {max_draws} draws")
     return cat
+
+
+def _draw_floor(
+    floor_mag: tuple[float, float] | float, shape: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray | None:
+    if isinstance(floor_mag, tuple):
+        lo, hi = np.log(floor_mag[0]), np.log(floor_mag[1])
+        return np.exp(rng.uniform(lo, hi, shape))
+    return float(floor_mag) * np.ones(shape[-1]) if floor_mag else None
