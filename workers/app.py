@@ -11,7 +11,8 @@ open runs' pending work; and an embedded beat process (``--beat``) that dies is 
 again by :class:`BeatWatchdog`.
 
 Worker knobs (environment): ``LOR_QUEUE`` (queue name, default ``lor``),
-``LOR_SWEEP_INTERVAL_S`` (sweep period, default 30 s), ``LOR_PROCESSOR_FACTORY`` (see
+``LOR_SWEEP_INTERVAL_S`` (sweep period, default 10 s: after a broker restart the
+next sweep re-sends the lost messages), ``LOR_PROCESSOR_FACTORY`` (see
 :mod:`lor.pipeline.processing`).
 """
 
@@ -104,7 +105,7 @@ def make_app(broker_url: str | None = None) -> Celery:
         beat_schedule={
             "lor-sweep": {
                 "task": "lor.sweep",
-                "schedule": float(os.environ.get(SWEEP_ENV, "30")),
+                "schedule": float(os.environ.get(SWEEP_ENV, "10")),
             }
         },
     )

@@ -361,10 +361,36 @@ def bench_pipeline_command(objects: int, tracts: int, sql_rows: int, batch_size:
     click.echo(json.dumps(figures, default=float))
 
 
+@click.command("recovery")
+@click.option("--objects", type=int, default=100_000, show_default=True, help="Catalog size.")
+@click.option("--tracts", type=int, default=20, show_default=True)
+@click.option("--kills", type=int, default=10, show_default=True,
+              help="kill -9 of `lor process`, and of a Celery worker, this many times each.")  # fmt: skip
+@click.option("--kill-window", "kill_window_s", type=float, default=4.0, show_default=True,
+              help="Each kill: uniform 0..this many s after the process stored its first posterior.")  # fmt: skip
+@click.option("--scenario", "scenarios", multiple=True,
+              type=click.Choice(["process", "celery", "redis", "pg_drop"]),
+              help="Only these scenarios (repeat; default all).")  # fmt: skip
+@click.option("--seed", type=int, default=16, show_default=True)
+def bench_recovery_command(objects: int, tracts: int, kills: int, kill_window_s: float,
+                           scenarios: tuple[str, ...], seed: int) -> None:  # fmt: skip
+    """Kills, a broker restart and dropped DB connections mid-run: lost, duplicated,
+    max_recovery_s, stalled_runs."""
+    from lor.bench.recovery import SCENARIOS, run_recovery_benchmark
+
+    figures = run_recovery_benchmark(
+        objects, tracts, kills, kill_window_s, scenarios or SCENARIOS, seed,
+        echo=lambda line: click.echo(line, err=True),
+    )  # fmt: skip
+    click.echo(json.dumps(figures, default=str))
+
+
 def register(cli: click.Group, bench: click.Group) -> None:
-    """Add ``lor export`` and ``lor bench pipeline`` (called once by :mod:`lor.cli.main`)."""
+    """Add ``lor export``, ``lor bench pipeline`` and ``lor bench recovery`` (called once by
+    :mod:`lor.cli.main`)."""
     cli.add_command(export_command)
     bench.add_command(bench_pipeline_command)
+    bench.add_command(bench_recovery_command)
 
 
 def _counts_text(counts: dict[str, int]) -> str:
