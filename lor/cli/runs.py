@@ -316,13 +316,18 @@ def status_command(run: str | None, as_json: bool) -> None:
 @click.command("export")
 @click.argument("run")
 @click.option(
-    "--format", "fmt", type=click.Choice(["parquet", "qp"]), default="parquet", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "qp", "hats"]),
+    default="parquet",
+    show_default=True,
 )
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Output file: *.parquet, or *.hdf5 for qp (default: RUN.parquet / RUN.hdf5 here).",
+    help="Output: *.parquet, *.hdf5 for qp, a folder for hats (default: RUN.parquet / "
+    "RUN.hdf5 / RUN_hats here).",
 )
 @click.option("--chunk-rows", type=int, default=10_000, show_default=True, help="Rows per read.")
 @click.option(
@@ -331,7 +336,7 @@ def status_command(run: str | None, as_json: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def export_command(run: str, fmt: str, out: Path | None, chunk_rows: int, z_points: int,
                    no_progress: bool) -> None:  # fmt: skip
-    """Write the latest posterior of every object of RUN to Parquet, or to qp (HDF5)."""
+    """Write the latest posterior of every object of RUN to Parquet, qp (HDF5) or HATS."""
     from lor.pipeline.export import default_export_path, export_run
 
     out = out or default_export_path(run, fmt)

@@ -1,4 +1,5 @@
-"""``lor export``: a run's posteriors as Parquet (every column) or as a qp ensemble (HDF5).
+"""``lor export``: a run's posteriors as Parquet (every column), a qp ensemble (HDF5), or a
+HATS catalog (:mod:`lor.interop.hats`: the Parquet export partitioned by HEALPix).
 
 Both read ``lor.run_posteriors(run)`` (the latest posterior of every object of the run, see
 ``sql/0003_posterior_views.sql``) through a server-side cursor in chunks, inside one
@@ -41,7 +42,7 @@ from lor.posteriors.gmm_flow import HEADER_SIZE, GaussianMixtureFlow
 from lor.posteriors.registry import get_representation
 from lor.version import code_version
 
-FORMATS = ("parquet", "qp")
+FORMATS = ("parquet", "qp", "hats")
 DEFAULT_CHUNK_ROWS = 10_000
 #: Default qp grid: this many points spanning the representation's redshift box.
 DEFAULT_Z_POINTS = 401
@@ -104,8 +105,9 @@ def parquet_schema() -> pa.Schema:
 
 
 def default_export_path(run: str, fmt: str) -> Path:
-    """``RUN.parquet`` or ``RUN.hdf5`` (the suffix qp reads) in the working directory."""
-    return Path(f"{run}{QP_SUFFIX if fmt == 'qp' else '.parquet'}")
+    """``RUN.parquet``, ``RUN.hdf5`` (the suffix qp reads) or the folder ``RUN_hats`` here."""
+    suffix = {"qp": QP_SUFFIX, "hats": "_hats"}.get(fmt, ".parquet")
+    return Path(f"{run}{suffix}")
 
 
 def export_run(
@@ -129,6 +131,14 @@ def export_run(
     if chunk_rows < 1 or z_points < 2:
         raise ExportError(f"need chunk_rows >= 1 and z_points >= 2, not {chunk_rows}, {z_points}")
     out = Path(out)
+    if fmt == "hats":  # a folder partitioned by hats-import from the Parquet export
+        from lor.interop.hats import export_hats
+
+        done = export_hats(engine, run, out, chunk_rows, progress)
+        return ExportSummary(
+            done["run_id"], done["run_name"], "hats", done["path"], done["objects"],
+            done["without_posterior"], 0,
+        )  # fmt: skip
     if fmt == "qp" and out.suffix != QP_SUFFIX:
         raise ExportError(f"qp reads HDF5 ensembles from *.hdf5 files: rename {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
