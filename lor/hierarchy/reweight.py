@@ -75,11 +75,18 @@ class PriorRatio:
     def __init__(self, new: PopulationPrior | PriorMixture, old: PopulationPrior) -> None:
         self.factors = new.changed_factors(old)
         self._centre = 0.5 * (new.low + new.high)
-        reads = {p for prior in (new, old) for f in self.factors for p in prior.factors[f][0]}
-        names = sorted(reads, key=PARAM_NAMES.index)
+        # Priors of two families with different factors: the ratio of the whole densities.
+        whole = not set(self.factors) <= set(old.factors)
+        if whole:
+            names: tuple[str, ...] | list[str] = PARAM_NAMES
+        else:
+            reads = {p for f in self.factors for p in new.factors[f][0] + old.factors[f][0]}
+            names = sorted(reads, key=PARAM_NAMES.index)
         self.columns = np.array([PARAM_NAMES.index(p) for p in names], np.int64)
 
         def log_ratio(theta: tf.Tensor) -> tf.Tensor:
+            if whole:
+                return (new.log_prob(theta) - old.log_prob(theta))[:, None]
             return (
                 new.factors_log_prob(theta, self.factors)
                 - old.factors_log_prob(theta, self.factors)

@@ -33,10 +33,25 @@ Factors (parameters of :data:`lor.sps.parameters.PARAM_NAMES`, all truncated to 
   gas's ``E(B-V)``): ``A_V = 0.535 A_Ha``; X is clamped to [-1.33, 1.5], where the cubic has its
   minimum and the sample of Garn & Best ends. The relation does not evolve at fixed mass to
   z ~ 2.5 (Whitaker et al. 2017, ApJ 850, 208). ``av_norm`` multiplies it;
-* ``log_tau``, ``age_frac``, ``dust_n``, ``log_u``: as the ``"population"`` v1 prior (same
-  hyperparameters and interim values). The star-formation history does not depend on mass
-  yet (no downsizing or quiescent fraction): the delayed-tau age and tau carry no
-  measured relation here.
+* ``sfh`` = (``log_tau``, ``age_frac``) given mass and z: a mixture of a quiescent and a
+  star-forming history, weighted by the quiescent fraction ``f_q(M, z)``. Peng et al. 2010
+  (ApJ 721, 193, abstract and Sec. 6) show that mass quenching gives passive galaxies a
+  Schechter function with the star-forming M* and an alpha shallower by +1; Leja et al.
+  2020's two components have exactly that shape (alpha1 - alpha2 = 1.2), so ``f_q`` is the
+  shallow component's share of Φ at (M, z): at surviving mass 1e10 / 1e11 Msun, 0.24 / 0.83
+  at z = 0.2, 0.12 / 0.69 at z = 1.6, 0.02 / 0.27 at z = 3, falling with z as that component
+  fades -- the
+  trend of measured quiescent fractions (e.g. Muzzin et al. 2013, ApJ 777, 18), with
+  ``quench_logit_shift`` to adjust it. Quiescent histories are short and early (``log_tau``
+  ~ N(-0.6, 0.25), tau ~ 0.25 Gyr; ``age_frac`` ~ Beta(6, 2), mean 0.75), so that their
+  sSFR falls below the quiescence threshold 0.2 / t_H(z) of Pacifici et al. 2016 (ApJ 832,
+  79) -- lor's choice of shape, not a published fit; star-forming ones keep v1's interim
+  ``log_tau`` ~ N(0.2, 0.6), ``age_frac`` ~ Beta(1.6, 1.4). Quiescent galaxies keep the
+  same dust relation (a simplification);
+* ``dust_n``, ``log_u``: as the ``"population"`` v1 prior (same hyperparameters and values).
+
+The factor names differ from v1's (``sfh`` replaces ``log_tau`` and ``age_frac``), so a
+ratio between the two families uses the whole densities (:class:`lor.hierarchy.reweight.PriorRatio`).
 """
 
 from __future__ import annotations
@@ -99,6 +114,11 @@ GROUNDED_HYPERPARAMETERS: dict[str, float] = {
     "mzr_offset": 0.0,
     "mzr_sigma_scale": 1.0,
     "av_norm": 1.0,
+    "quench_logit_shift": 0.0,
+    "q_tau_mean": -0.6,
+    "q_tau_sigma": 0.25,
+    "q_age_a": 6.0,
+    "q_age_b": 2.0,
 } | {
     k: INTERIM_HYPERPARAMETERS[k]
     for k in ("tau_mean", "tau_sigma", "age_a", "age_b", "dust_n_mean", "dust_n_sigma",
@@ -108,15 +128,31 @@ GROUNDED_HYPERPARAMETERS: dict[str, float] = {
 
 ``smf_mstar_shift`` (dex) moves log M* of both Schechter components; ``smf_alpha_shift``
 moves the low-mass slope alpha2; ``smf_phi_evolution`` (dex per unit z) tilts both log phi
-about z = 1.6. The rest are described in the module docstring."""
+about z = 1.6. ``quench_logit_shift`` adds to the log-odds of the quiescent fraction; the
+``q_*`` shape the quiescent star-formation history, ``tau_*``/``age_*`` the star-forming one
+(v1's interim values). The rest are described in the module docstring."""
 
 _SMF = ("smf_mstar_shift", "smf_alpha_shift", "smf_phi_evolution")
 FACTORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "redshift": (("redshift",), _SMF),
     "log_mstar": (("redshift", "log_mstar"), _SMF),
     "log_zmet": (("log_mstar", "log_zmet"), ("mzr_offset", "mzr_sigma_scale")),
-    "log_tau": (("log_tau",), ("tau_mean", "tau_sigma")),
-    "age_frac": (("age_frac",), ("age_a", "age_b")),
+    "sfh": (
+        ("redshift", "log_mstar", "log_tau", "age_frac"),
+        (
+            "smf_mstar_shift",
+            "smf_alpha_shift",
+            "quench_logit_shift",
+            "tau_mean",
+            "tau_sigma",
+            "age_a",
+            "age_b",
+            "q_tau_mean",
+            "q_tau_sigma",
+            "q_age_a",
+            "q_age_b",
+        ),
+    ),
     "av": (("log_mstar", "av"), ("av_norm",)),
     "dust_n": (("dust_n",), ("dust_n_mean", "dust_n_sigma")),
     "log_u": (("log_u",), ("logu_mean", "logu_sigma")),
@@ -171,6 +207,10 @@ class GroundedPrior(PopulationPrior):
     # -- the stellar-mass function ------------------------------------------------------
     def log_smf(self, log_mstar: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
         """ln Φ (Mpc^-3 per dex of mass formed) at (log_mstar, z), broadcasting."""
+        return tf.reduce_logsumexp(tf.stack(self._smf_components(log_mstar, z)), 0)
+
+    def _smf_components(self, log_mstar: tf.Tensor, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """ln of the shallow (alpha1) and steep (alpha2) Schechter components of Φ."""
         ln10 = np.log(10.0)
         zc = tf.clip_by_value(z, LEJA20_ANCHOR_Z[0], LEJA20_ANCHOR_Z[-1])
         tilt = self._h("smf_phi_evolution") * (z - SMF_PIVOT_Z)
@@ -183,7 +223,16 @@ class GroundedPrior(PopulationPrior):
         alpha2 = LEJA20_ALPHA2 + self._h("smf_alpha_shift")
         one = (at("logphi1") + tilt + (LEJA20_ALPHA1 + 1.0) * dm) * ln10
         two = (at("logphi2") + tilt + (alpha2 + 1.0) * dm) * ln10
-        return np.log(ln10) - tf.exp(dm * ln10) + tf.reduce_logsumexp(tf.stack([one, two]), 0)
+        common = np.log(ln10) - tf.exp(dm * ln10)
+        return common + one, common + two
+
+    def log_quiescent_fraction(
+        self, log_mstar: tf.Tensor, z: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """ln f_q and ln (1 - f_q): the shallow component's share of Φ (see module docstring)."""
+        one, two = self._smf_components(log_mstar, z)
+        logit = one - two + self._h("quench_logit_shift")
+        return tf.math.log_sigmoid(logit), tf.math.log_sigmoid(-logit)
 
     def _tables(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """ln N(z) and ln dV/dz N(z) on the log-z grid, and ln C = ln ∫ dV/dz N dz."""
@@ -235,14 +284,30 @@ class GroundedPrior(PopulationPrior):
         loc, scale = self._mzr(mass)
         return {
             "log_zmet": self._trunc_normal(loc, scale, "log_zmet"),
-            "log_tau": self._trunc_normal(self._h("tau_mean"), self._h("tau_sigma"), "log_tau"),
-            "age_frac": _TruncatedByCdf(
-                tfd.Beta(self._h("age_a"), self._h("age_b")), *self._bounds("age_frac")
-            ),
             "av": _TruncatedByCdf(tfd.Exponential(1.0 / self._av_scale(mass)), *self._bounds("av")),
             "dust_n": self._trunc_normal(self._h("dust_n_mean"), self._h("dust_n_sigma"), "dust_n"),
             "log_u": self._trunc_normal(self._h("logu_mean"), self._h("logu_sigma"), "log_u"),
         }
+
+    def _sfh_log_prob(self, theta: tf.Tensor) -> tf.Tensor:
+        """ln p(log_tau, age_frac | log_mstar, z): quiescent and star-forming histories mixed
+        by the quiescent fraction."""
+        c = self._col
+        tau, age = theta[:, c["log_tau"]], theta[:, c["age_frac"]]
+        log_fq, log_fsf = self.log_quiescent_fraction(
+            theta[:, c["log_mstar"]], theta[:, c["redshift"]]
+        )
+        age_box = self._bounds("age_frac")
+        terms = []
+        for log_f, pre in ((log_fq, "q_"), (log_fsf, "")):
+            tau_d = self._trunc_normal(
+                self._h(pre + "tau_mean"), self._h(pre + "tau_sigma"), "log_tau"
+            )
+            age_d = _TruncatedByCdf(
+                tfd.Beta(self._h(pre + "age_a"), self._h(pre + "age_b")), *age_box
+            )
+            terms.append(log_f + tau_d.log_prob(tau) + age_d.log_prob(age))
+        return tf.reduce_logsumexp(tf.stack(terms), 0)
 
     def factor_log_probs(
         self, theta: np.ndarray | tf.Tensor, factors: tuple[str, ...] | None = None
@@ -265,7 +330,9 @@ class GroundedPrior(PopulationPrior):
                 safe_m = tf.where(m_in, mass, (m_lo + m_hi) / 2)
                 cond = self.log_smf(safe_m, safe_z) - self._on_grid(log_n, safe_z)
                 out["log_mstar"] = tf.where(m_in, cond, -np.inf)
-        rest = [name for name in wanted if name not in ("redshift", "log_mstar")]
+        if "sfh" in wanted:
+            out["sfh"] = self._sfh_log_prob(theta)
+        rest = [name for name in wanted if name not in ("redshift", "log_mstar", "sfh")]
         if rest:
             conditionals = self.conditionals(theta)
             for name in rest:
@@ -334,8 +401,13 @@ class GroundedPrior(PopulationPrior):
         mass = theta[:, c["log_mstar"]]
         loc, scale = (v.numpy() for v in self._mzr(tf.constant(mass)))
         theta[:, c["log_zmet"]] = self._np_trunc_normal(rng, n, loc, scale, "log_zmet")
-        theta[:, c["log_tau"]] = self._np_trunc_normal(rng, n, h("tau_mean"), h("tau_sigma"), "log_tau")  # fmt: skip
-        theta[:, c["age_frac"]] = self._np_trunc_beta(rng, n)
+        log_fq = self.log_quiescent_fraction(
+            tf.constant(mass), tf.constant(theta[:, c["redshift"]])
+        )
+        quiescent = rng.uniform(size=n) < np.exp(log_fq[0].numpy())
+        pick = {k: np.where(quiescent, h("q_" + k), h(k)) for k in ("tau_mean", "tau_sigma", "age_a", "age_b")}  # fmt: skip
+        theta[:, c["log_tau"]] = self._np_trunc_normal(rng, n, pick["tau_mean"], pick["tau_sigma"], "log_tau")  # fmt: skip
+        theta[:, c["age_frac"]] = self._np_trunc_beta(rng, pick["age_a"], pick["age_b"])
         av_scale = self._av_scale(tf.constant(mass)).numpy()
         av_hi = self._bounds("av")[1]
         u = rng.uniform(size=n)
@@ -355,12 +427,12 @@ class GroundedPrior(PopulationPrior):
         u = a + rng.uniform(size=n) * (b - a)
         return np.asarray(loc) + np.asarray(scale) * ndtri(u)
 
-    def _np_trunc_beta(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    def _np_trunc_beta(self, rng: np.random.Generator, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Beta(a, b) draws (per-row shapes) redrawn until inside the ``age_frac`` box."""
         lo, hi = self._bounds("age_frac")
-        a, b = self._float("age_a"), self._float("age_b")
-        out = rng.beta(a, b, n)
+        out = rng.beta(a, b)
         bad = (out < lo) | (out > hi)
         while bad.any():
-            out[bad] = rng.beta(a, b, int(bad.sum()))
+            out[bad] = rng.beta(a[bad], b[bad])
             bad = (out < lo) | (out > hi)
         return out

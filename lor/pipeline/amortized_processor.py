@@ -108,7 +108,9 @@ def load_prior(conn: Connection, prior_version_id: int | None) -> PopulationPrio
 
     if prior_version_id is None:
         return PopulationPrior()
-    row = conn.execute(select(PriorVersion).where(PriorVersion.id == prior_version_id)).scalar_one()
+    columns = (PriorVersion.family, PriorVersion.family_version, PriorVersion.hyperparameters,
+               PriorVersion.selection, PriorVersion.provenance)  # fmt: skip
+    row = conn.execute(select(*columns).where(PriorVersion.id == prior_version_id)).one()
     return prior_from_record({
         "family": row.family, "family_version": row.family_version,
         "hyperparameters": row.hyperparameters, "selection": row.selection,

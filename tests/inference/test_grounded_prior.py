@@ -68,7 +68,7 @@ def _pit(prior: GroundedPrior, theta: np.ndarray, col: int, factor: str) -> np.n
 @pytest.mark.parametrize(
     ("column", "factor"),
     [("redshift", "redshift"), ("log_mstar", "log_mstar"), ("log_zmet", "log_zmet"),
-     ("av", "av"), ("log_tau", "log_tau"), ("age_frac", "age_frac")],
+     ("av", "av"), ("log_tau", "sfh"), ("age_frac", "sfh")],
 )  # fmt: skip
 def test_samples_follow_the_density(prior: GroundedPrior, column: str, factor: str) -> None:
     """Probability integral transform of 3,000 draws under each (conditional) factor: uniform
@@ -156,3 +156,41 @@ def test_prior_ratio_and_mixtures_use_the_family_factors(prior: GroundedPrior) -
     )
     mixture = hyperparameter_mixture(new, ["av_norm"], np.array([[0.01]]), n_draws=4)
     assert all(type(c) is GroundedPrior for c in mixture.components)
+
+
+@pytest.fixture(scope="module")
+def emulator():  # type: ignore[no-untyped-def]
+    from lor.emulators.registry import load_shipped_emulator
+
+    return load_shipped_emulator()
+
+
+COUNTS_TOLERANCE = 0.30
+"""Relative: measured +19% / +9% / +6% at i < 24 / 25 / 25.3 (200,000 draws)."""
+MEDIAN_Z_TOLERANCE = 0.25
+"""Measured: +0.15 from the Science Book's 0.83 at i < 25.3 (interim prior: +0.42)."""
+COSMOS_BIN_TOLERANCE = 0.20
+"""Measured: +0.12 (22 < i < 22.5) and +0.09 (24.5 < i < 25) (interim prior: +0.55, +0.40)."""
+
+
+def test_predictions_match_published_deep_field_figures(emulator) -> None:  # type: ignore[no-untyped-def]
+    from lor.inference.prior_checks import (
+        compare_with_published,
+        lsst_counts,
+        predicted_figures,
+        published_figures,
+    )
+
+    published = published_figures(25.3)
+    predicted = predicted_figures(GroundedPrior(), emulator, n_draws=150_000, seed=1)
+    for mag in ("24", "25", "25.3"):
+        ratio = predicted["counts_per_arcmin2"][mag] / lsst_counts(float(mag))
+        assert abs(ratio - 1.0) < COUNTS_TOLERANCE, (mag, ratio)
+    assert abs(predicted["median_z"] - published["median_z"]) < MEDIAN_Z_TOLERANCE
+    compared = compare_with_published(predicted)
+    for key in ("median_z_22_22.5_minus_cosmos", "median_z_24.5_25_minus_cosmos"):
+        assert abs(compared[key]) < COSMOS_BIN_TOLERANCE, (key, compared[key])
+    # the same checks tell the interim prior apart: they can fail
+    interim = predicted_figures(PopulationPrior(), emulator, n_draws=30_000, seed=1)
+    assert abs(interim["median_z"] - published["median_z"]) > MEDIAN_Z_TOLERANCE
+    assert "counts_per_arcmin2" not in interim  # no absolute normalization to check
