@@ -227,7 +227,8 @@ def _kill_points(
     start: Callable[[int], Proc], running: list[Proc], echo: Echo,
 ) -> list[float]:  # fmt: skip
     """Start, kill at a random point after its first stored posterior, restart; ``kills``
-    times. Returns each kill's recovery seconds; the last process is left in ``running``."""
+    times, fewer if the run completes first. Returns each kill's recovery seconds (infinite:
+    none within ``START_S``); the last process is left in ``running``."""
     recoveries: list[float] = []
     running.append(start(0))
     since = _db_now(engine)
@@ -235,11 +236,13 @@ def _kill_points(
         if _wait_first_after(engine, run_id, since, START_S) is None:
             break  # the run finished before this kill
         time.sleep(rng.uniform(0, window_s))
+        if not _remaining(engine, run_id):
+            break
         running.pop().kill()
         killed_at = _db_now(engine)
         running.append(start(k + 1))
         recovered = _wait_first_after(engine, run_id, killed_at, START_S)
-        if recovered is None:
+        if recovered is None:  # the killed process had stored the run's last batch
             break
         recoveries.append(recovered)
         echo(f"  kill {k + 1}: first posterior {recovered:.1f} s after it")
@@ -252,6 +255,8 @@ def _fault_once(engine: Engine, run_id: int, fault: Callable[[], None], rng: ran
     """Wait for the run to store something, then inject ``fault`` at a random point."""
     _wait_first_after(engine, run_id, _db_now(engine), START_S)
     time.sleep(rng.uniform(0, window_s))
+    if not _remaining(engine, run_id):
+        return None  # finished first: no fault injected
     at = _db_now(engine)
     fault()
     return _wait_first_after(engine, run_id, at, START_S)
@@ -286,7 +291,8 @@ def _scenario(
     try:
         if name == "process":
             start = lambda k: _lor_process(url, run_id, log)  # noqa: E731
-            return _kill_points(engine, run_id, kills, window_s, rng, start, running, echo), kills
+            rec = _kill_points(engine, run_id, kills, window_s, rng, start, running, echo)
+            return rec, len(rec)
         if name == "celery":
 
             def start_worker(k: int) -> Proc:
@@ -303,7 +309,7 @@ def _scenario(
         fault = redis.restart if name == "redis" else lambda: _terminate_worker_connections(engine)
         one = _fault_once(engine, run_id, fault, rng, window_s)
         echo(f"  {name}: first posterior {one} s after the fault")
-        return ([] if one is None else [one]), 1
+        return ([] if one is None else [one]), int(one is not None)
     finally:
         deadline = time.monotonic() + max(600.0, _remaining(engine, run_id) / 100.0)
         while _remaining(engine, run_id) and time.monotonic() < deadline and running:
@@ -320,6 +326,7 @@ def run_recovery_benchmark(
     scenarios: tuple[str, ...] = SCENARIOS,
     seed: int = 16,
     echo: Echo = print,
+    batch_size: int = 1000,
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns the figures."""
     from lor.pipeline.demo import register_shipped_models
@@ -344,7 +351,9 @@ def run_recovery_benchmark(
         redis = Redis(Path(tmp))
         try:
             for name in scenarios:
-                run_id = create_bench_run(engine, f"recovery-{name}", models, priors[name], 1000)
+                run_id = create_bench_run(
+                    engine, f"recovery-{name}", models, priors[name], batch_size
+                )
                 echo(f"{name}: run {run_id}")
                 t0 = time.perf_counter()
                 rec, faults = _scenario(name, engine, url, run_id, redis, Path(tmp), kills,
@@ -368,9 +377,10 @@ def run_recovery_benchmark(
         max_recovery_s=max((r["max_recovery_s"] or 0.0) for r in every),
         stalled_runs=sum(r["stalled_runs"] for r in every),
         objects=n, tracts=tracts, kills=kills, kill_window_s=kill_window_s, seed=seed,
+        batch_size=batch_size,
         wall_s=time.perf_counter() - t_all, load_avg_1m_end=os.getloadavg()[0],
         data=(f"{n} objects simulated with the shipped emulator (LSST 10-year depth) in {tracts} "
-              f"tracts; shipped npe_mlp estimator; default run settings (batches of 1000, 600 s "
+              f"tracts; shipped npe_mlp estimator; default run settings (batches of {batch_size}, 600 s "
               f"lease, heartbeat {_setting('heartbeat_s')} s, dead after {_setting('dead_after_s')} s); "
               f"private redis-server broker; one run per scenario"),
     )  # fmt: skip

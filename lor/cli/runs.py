@@ -377,15 +377,16 @@ def bench_pipeline_command(objects: int, tracts: int, sql_rows: int, batch_size:
               type=click.Choice(["process", "celery", "redis", "pg_drop"]),
               help="Only these scenarios (repeat; default all).")  # fmt: skip
 @click.option("--seed", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="The run default.")
 def bench_recovery_command(objects: int, tracts: int, kills: int, kill_window_s: float,
-                           scenarios: tuple[str, ...], seed: int) -> None:  # fmt: skip
+                           scenarios: tuple[str, ...], seed: int, batch_size: int) -> None:  # fmt: skip
     """Kills, a broker restart and dropped DB connections mid-run: lost, duplicated,
     max_recovery_s, stalled_runs."""
     from lor.bench.recovery import SCENARIOS, run_recovery_benchmark
 
     figures = run_recovery_benchmark(
         objects, tracts, kills, kill_window_s, scenarios or SCENARIOS, seed,
-        echo=lambda line: click.echo(line, err=True),
+        echo=lambda line: click.echo(line, err=True), batch_size=batch_size,
     )  # fmt: skip
     click.echo(json.dumps(figures, default=str))
 
