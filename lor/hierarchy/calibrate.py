@@ -43,7 +43,8 @@ HYPER_BOUNDS: dict[str, tuple[float, float]] = {
     # family "grounded" (lor.inference.grounded_prior): shifts around published relations
     "smf_mstar_shift": (-0.5, 0.5), "smf_alpha_shift": (-0.5, 0.5),
     "smf_phi_evolution": (-1.0, 1.0), "mzr_offset": (-1.0, 0.5),
-    "mzr_sigma_scale": (0.2, 3.0), "av_norm": (0.1, 5.0), "quench_logit_shift": (-4.0, 4.0),
+    "mzr_sigma_scale": (0.2, 3.0), "av_norm": (0.1, 5.0), "av_scatter": (0.02, 1.5),
+    "quench_logit_shift": (-4.0, 4.0),
     "q_tau_mean": (-1.0, 0.5), "q_tau_sigma": (0.05, 1.0), "q_age_a": (0.5, 20.0),
     "q_age_b": (0.3, 10.0),
 }  # fmt: skip
