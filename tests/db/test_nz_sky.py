@@ -211,3 +211,34 @@ def test_crossmatch_returns_the_nearest_object_of_each_position(
         sky.crossmatch(engine, ext_ra, ext_dec, -1.0)
     with pytest.raises(sky.SkyQueryError, match="outside"):
         sky.cone(engine, 361.0, 0.0, 0.1)
+
+
+def test_cli_nz_cone_and_xmatch(lor_env: str, engine: Engine, tmp_path: Path) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from lor.cli.main import cli
+
+    rng = np.random.default_rng(5)
+    ra, dec = rng.uniform(70, 70.3, 200), rng.uniform(-10, -9.7, 200)
+    run_id = _run_at(engine, tmp_path, ra, dec)
+    runner = CliRunner()
+    png = tmp_path / "nz.png"
+    res = runner.invoke(
+        cli, ["nz", str(run_id), "--where", "ood_flags = 0", "--grid", "0,3,31",
+              "--bins", "0,1,4", "--plot", str(png)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert sum(b["n_objects"] for b in summary["bins"]) > 100 and png.stat().st_size > 10_000
+    res = runner.invoke(cli, ["cone", "--run", str(run_id), "--", "70.15", "-9.85", "0.05"])
+    assert res.exit_code == 0 and "objects within 0.05 deg" in res.output, res.output
+    pq.write_table(pa.table({"ra": ra[:20], "dec": dec[:20]}), tmp_path / "pos.parquet")
+    out = tmp_path / "matches.parquet"
+    res = runner.invoke(cli, ["xmatch", str(tmp_path / "pos.parquet"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert pq.read_table(out)["idx"].to_pylist() == list(range(20))
+    res = runner.invoke(cli, ["nz", str(run_id), "--grid", "3,0,31"])
+    assert res.exit_code == 2 and "zmin < zmax" in res.output
