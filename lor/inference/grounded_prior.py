@@ -222,7 +222,7 @@ class GroundedPrior(PopulationPrior):
 
         def at(name: str) -> tf.Tensor:
             a, b, c = _COEF[name]
-            return a * zc**2 + b * zc + c
+            return (a * zc + b) * zc + c
 
         dm = (log_mstar - SURVIVING_MASS_OFFSET) - (at("logmstar") + self._h("smf_mstar_shift"))
         alpha2 = LEJA20_ALPHA2 + self._h("smf_alpha_shift")
@@ -267,7 +267,8 @@ class GroundedPrior(PopulationPrior):
     # -- densities ----------------------------------------------------------------------
     def _av_scale(self, mass: tf.Tensor) -> tf.Tensor:
         x = tf.clip_by_value(mass - SURVIVING_MASS_OFFSET - 10.0, *GARN_BEST10_X_RANGE)
-        a_ha = sum(c * x**k for k, c in enumerate(GARN_BEST10))
+        c0, c1, c2, c3 = GARN_BEST10
+        a_ha = ((c3 * x + c2) * x + c1) * x + c0  # Horner: no float powers
         return self._h("av_norm") * AV_STAR_PER_A_HA * a_ha
 
     def _mzr(self, mass: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -82,10 +82,14 @@ def test_sampling_is_fast(prior: GroundedPrior) -> None:
     import time
 
     prior.sample_redshift_mass(10, np.random.default_rng(0))  # tables built once
-    start = time.perf_counter()
-    prior.sample_redshift_mass(500_000, np.random.default_rng(1))
-    # >= 1M (z, M) draws/s on one idle core (measured ~2M/s); half that on a shared machine
-    assert time.perf_counter() - start < 1.0
+    best = np.inf
+    for i in range(3):
+        start = time.perf_counter()
+        prior.sample_redshift_mass(500_000, np.random.default_rng(i))
+        best = min(best, time.perf_counter() - start)
+    # lor bench prior measured 1.7M (z, M) draws/s on one core (load 3.4); the test asks for
+    # 0.5M/s, best of three, so a loaded shared machine does not fail it
+    assert best < 1.0
 
 
 def test_gradients_in_every_hyperparameter_are_finite(prior: GroundedPrior) -> None:
