@@ -263,6 +263,26 @@ def bench_reprocess(
     )
 
 
+@bench.command("misspecified")
+@click.option("--objects", type=int, default=20_000, show_default=True, help="Per variant.")
+@click.option("--tracts", type=int, default=4, show_default=True)
+@click.option("--variant", "variants", multiple=True, help="Run only these (default: all).")
+@click.option("--density-objects", type=int, default=200_000, show_default=True)
+@click.option("--density-components", type=int, default=96, show_default=True)
+def bench_misspecified(
+    objects: int, tracts: int, variants: tuple[str, ...], density_objects: int,
+    density_components: int,
+) -> None:  # fmt: skip
+    """Posteriors on catalogs from models lor does not use, before and after Step 2."""
+    from lor.bench.misspecified import run_misspecified_benchmark
+
+    figures = run_misspecified_benchmark(
+        objects, tracts, list(variants) or None, density_objects=density_objects,
+        density_components=density_components, echo=lambda m: click.echo(m, err=True),
+    )  # fmt: skip
+    click.echo(json.dumps(figures, default=float))
+
+
 @bench.command("prior")
 @click.option("--draws", type=int, default=200_000, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True)

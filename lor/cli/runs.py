@@ -203,11 +203,23 @@ def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str
             density_objects, density_components, min_objects,
         )  # fmt: skip
         out["calibration_version_id"] = cal_id
+        out["survey"] = {"bands": fits.bands, "sed_offset": fits.sed_offset.tolist(),
+                         "sed_offset_err": fits.sed_offset_err.tolist(),
+                         "error_floor": fits.floor_mag.tolist(),
+                         "error_floor_err": fits.floor_err.tolist()}  # fmt: skip
         out["tracts"] = {f.tract_id: {"zeropoint_offset": f.zeropoint_offset.tolist(),
                                       "zeropoint_err": f.zeropoint_err.tolist(),
                                       "noise_scale": f.noise_scale.tolist(),
                                       "noise_scale_err": f.noise_scale_err.tolist(),
-                                      "n_objects": f.n_objects} for f in fits}  # fmt: skip
+                                      "n_objects": f.n_objects} for f in fits.tracts}  # fmt: skip
+        out["calibration_at_bound"] = fits.at_bound
+    at_bound = list(out.get("at_bound") or []) + list(out.get("calibration_at_bound") or [])
+    if at_bound:
+        click.echo(
+            f"warning: fitted on a search bound (the model cannot describe these, or they "
+            f"absorb misfit; recorded on the stored versions): {', '.join(at_bound)}",
+            err=True,
+        )
     click.echo(json.dumps(out, default=float))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, insert, select
 
-from lor.db.models import CalibrationTerm, CalibrationVersion
+from lor.db.models import CalibrationSurveyTerm, CalibrationTerm, CalibrationVersion
 
 
 def create_calibration_version(
@@ -18,8 +18,10 @@ def create_calibration_version(
     method: str,
     provenance: dict[str, Any],
     parent_id: int | None = None,
+    survey_terms: dict[str, tuple[float, float | None, float, float | None]] | None = None,
 ) -> int:
-    """Store a version; ``terms[tract][band] = (zp_offset, zp_err, noise_scale, scale_err)``."""
+    """Store a version; ``terms[tract][band] = (zp_offset, zp_err, noise_scale, scale_err)``
+    and ``survey_terms[band] = (sed_offset, sed_offset_err, error_floor, error_floor_err)``."""
     version = conn.execute(
         insert(CalibrationVersion)
         .values(name=name, parent_id=parent_id, method=method, provenance=provenance)
@@ -40,6 +42,21 @@ def create_calibration_version(
     ]
     if rows:
         conn.execute(insert(CalibrationTerm), rows)
+    if survey_terms:
+        conn.execute(
+            insert(CalibrationSurveyTerm),
+            [
+                {
+                    "calibration_version_id": version,
+                    "band": band,
+                    "sed_offset_mag": sed,
+                    "sed_offset_err": sed_err,
+                    "error_floor_mag": floor,
+                    "error_floor_err": floor_err,
+                }
+                for band, (sed, sed_err, floor, floor_err) in survey_terms.items()
+            ],
+        )
     return version
 
 
@@ -66,3 +83,25 @@ def terms_by_tract(
         zps, scales = out.setdefault(tract, (np.zeros(len(bands)), np.ones(len(bands))))
         zps[index[band]], scales[index[band]] = zp, scale
     return out
+
+
+def survey_terms(
+    conn: Connection, version_id: int, bands: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(sed offsets (B,), error floors (B,))`` of a version in ``bands`` order, or None
+    when the version stores no survey-wide terms (made before issue #12, or by hand)."""
+    rows = conn.execute(
+        select(
+            CalibrationSurveyTerm.band,
+            CalibrationSurveyTerm.sed_offset_mag,
+            CalibrationSurveyTerm.error_floor_mag,
+        ).where(CalibrationSurveyTerm.calibration_version_id == version_id)
+    ).all()
+    if not rows:
+        return None
+    sed, floor = np.zeros(len(bands)), np.full(len(bands), np.nan)
+    index = {b: i for i, b in enumerate(bands)}
+    for band, offset, value in rows:
+        if band in index:
+            sed[index[band]], floor[index[band]] = offset, value
+    return sed, floor

@@ -259,6 +259,33 @@ class CalibrationTerm(Base):
     )
 
 
+class CalibrationSurveyTerm(Base):
+    __tablename__ = "calibration_survey_terms"
+    __table_args__ = {
+        "comment": "Survey-wide, per-band model error of a calibration version: SED offset "
+        "and error floor."
+    }
+
+    calibration_version_id: Mapped[int] = mapped_column(
+        ForeignKey("calibration_versions.id", ondelete="CASCADE"),
+        primary_key=True,
+        comment="Calibration version.",
+    )
+    band: Mapped[str] = mapped_column(Text, primary_key=True, comment="Short band name.")
+    sed_offset_mag: Mapped[float] = mapped_column(
+        REAL, comment="Offset common to every tract (SED-model error), mag."
+    )
+    sed_offset_err: Mapped[float | None] = mapped_column(
+        REAL, nullable=True, comment="1-sigma uncertainty, mag."
+    )
+    error_floor_mag: Mapped[float] = mapped_column(
+        REAL, comment="Fractional model-error floor (mag) added in quadrature to flux errors."
+    )
+    error_floor_err: Mapped[float | None] = mapped_column(
+        REAL, nullable=True, comment="1-sigma uncertainty, mag."
+    )
+
+
 class PriorVersion(Base):
     __tablename__ = "prior_versions"
     __table_args__ = {"comment": "Versions of the population prior and its hyperparameters."}

@@ -50,9 +50,24 @@ HYPER_BOUNDS: dict[str, tuple[float, float]] = {
 }  # fmt: skip
 """Search bounds of each hyperparameter (within the training box and physically sensible)."""
 
+BOUND_TOLERANCE = 1e-3
+"""A fitted hyperparameter closer than this fraction of its range to a bound is on it."""
+
 VALIDATION_SHIFT: dict[str, float] = {"z0": 0.72, "mass_mean": 9.85, "av_scale": 0.42}
 """The true population of the validation catalogs (tests, ``lor bench reprocess``): these
 hyperparameters differ from the interim prior's 0.9, 9.6 and 0.6."""
+
+VALIDATION_SHIFTS: dict[str, dict[str, float]] = {
+    "population": VALIDATION_SHIFT,
+    "grounded": {"smf_mstar_shift": 0.15, "smf_phi_evolution": -0.2, "av_norm": 0.75},
+}
+"""Per prior family: a validation population's hyperparameters, away from the defaults by
+several times what 2,000 objects measure, inside the search bounds."""
+
+
+def validation_shift(prior: PopulationPrior) -> dict[str, float]:
+    """The validation population's hyperparameters for ``prior``'s family."""
+    return VALIDATION_SHIFTS[prior.family]
 
 
 @dataclass
@@ -67,6 +82,10 @@ class HyperparameterFit:
     median_ess: float  # of the importance weights at the optimum, out of n_samples
     frac_ess_below_10: float
     details: dict[str, Any] = field(default_factory=dict)
+    at_bound: list[str] = field(default_factory=list)
+    """Free hyperparameters that ended on a search bound (:data:`HYPER_BOUNDS`): the data
+    pushed them out of the physical range, so the prior family cannot describe them (or
+    they absorb model misfit); reported on the prior version and by the CLI, never silently."""
 
     def prior(self, base: PopulationPrior) -> PopulationPrior:
         return base.with_hyperparameters(self.hyperparameters)
@@ -75,7 +94,8 @@ class HyperparameterFit:
         return {
             "free": self.free, "errors": self.errors, "covariance": self.covariance.tolist(),
             "n_objects": self.n_objects, "median_ess": self.median_ess,
-            "frac_ess_below_10": self.frac_ess_below_10, **self.details,
+            "frac_ess_below_10": self.frac_ess_below_10, "at_bound": self.at_bound,
+            **self.details,
         }  # fmt: skip
 
 
@@ -195,6 +215,11 @@ def fit_hyperparameters(
     ess = w.sum(axis=1) ** 2 / (w**2).sum(axis=1)
     hyper = dict(reference.hyperparameters) | {h: float(v) for h, v in zip(free, result.x, strict=True)}  # fmt: skip
     errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    at_bound = [
+        h for h, v in zip(free, result.x, strict=True)
+        if min(v - HYPER_BOUNDS[h][0], HYPER_BOUNDS[h][1] - v)
+        < BOUND_TOLERANCE * (HYPER_BOUNDS[h][1] - HYPER_BOUNDS[h][0])
+    ]  # fmt: skip
     return HyperparameterFit(
         hyperparameters=hyper,
         free=list(free),
@@ -206,4 +231,5 @@ def fit_hyperparameters(
         details={"n_samples": n_samples, "n_selection": n_selection, "optimizer": {
             "converged": bool(result.success), "iterations": int(result.nit),
             "nll": float(result.fun)}},
+        at_bound=at_bound,
     )  # fmt: skip

@@ -17,15 +17,17 @@ function); the other coordinates follow exactly through the Gaussian conditional
 effective sample size of the cubature weights says whether that was good enough; if not,
 the object is reweighted with random draws and refitted by EM (:meth:`GaussianMixtureFlow.fit`).
 
-**Calibration change**: the likelihood ratio through the emulator is sharp for bright objects,
-so those objects go through random draws, importance weights and an EM refit, unless the
-likelihood moved so far (in units of its width) that no draw of the old posterior could carry
-weight: those are flagged at once (:func:`predicted_shift`).
+**Calibration change** (zeropoints, noise scalings or the model-error floor): the data the
+likelihood sees changed, and the amortized estimator's input *is* those data, so the object
+is inferred again -- one network pass on the newly calibrated photometry, whose posterior is
+under the estimator's training prior, reweighted to the new prior as above. Importance
+weights between calibrations collapse at LSST signal-to-noise (issue #7: ESS 2-3 of 64;
+issue #12: LOW_ESS and FALLBACK on every object of an external catalog), while a network pass
+costs less than the draws would; the flags then mean what they mean after Step 1.
 
-**Low effective sample size** after that: the object is flagged ``LOW_ESS`` and redone, by MCMC
-under the new prior and calibration when the run asks for it, else by a fresh pass of the
-amortized estimator under the new calibration (its posterior is under the interim prior it
-was trained with) reweighted to the new prior as above; either way it carries ``FALLBACK``.
+**Low effective sample size** of a prior reweighting (cubature, then random draws): the
+object is flagged ``LOW_ESS`` and redone, by MCMC under the new prior and calibration when the
+run asks for it (``FALLBACK``), else by the estimator's pass reweighted with random draws.
 """
 
 from __future__ import annotations
@@ -187,12 +189,17 @@ class PosteriorReweighter:
         old_prior: PopulationPrior,
         new_prior: PopulationPrior | PriorMixture,
         estimator_prior: PopulationPrior | None = None,
+        model_error_changed: bool = False,
     ) -> None:
+        from lor.inference.prior_registry import estimator_prior as trained_under
+
         self.posteriors = posteriors
         self.rep = posteriors.rep
         self.old_prior, self.new_prior = old_prior, new_prior
         self.prior_ratio = PriorRatio(new_prior, old_prior)
-        self.estimator_prior = estimator_prior or PopulationPrior()
+        self.estimator_prior = estimator_prior or trained_under(posteriors.estimator.spec)
+        self.model_error_changed = model_error_changed
+        """The two calibrations' model-error floors differ: every object's data changed."""
 
     def warm_up(self) -> None:
         """Compile the prior ratios (this change's and the fallback's) for every batch shape."""
@@ -225,8 +232,6 @@ class PosteriorReweighter:
         """
         post = self.posteriors
         new = post.prepare(flux, flux_err, missing_bits, ebv, new_zp, new_scale)
-        same = np.array_equal(old_zp, new_zp) and np.array_equal(old_scale, new_scale)
-        old = new if same else post.prepare(flux, flux_err, missing_bits, ebv, old_zp, old_scale)
         parent = np.asarray(parent_params, np.float32)
         n = len(parent)
         params = np.full((n, self.rep.floats_per_object), np.nan, np.float32)
@@ -234,6 +239,7 @@ class PosteriorReweighter:
         method = np.full(n, "none", dtype=object)
         has = np.all(np.isfinite(parent), axis=1) & new.usable_rows
         calibrated = ~(np.isclose(old_zp, new_zp) & np.isclose(old_scale, new_scale)).all(axis=1)
+        calibrated |= self.model_error_changed
         low = np.zeros(n, bool)
 
         rows = np.flatnonzero(has & ~calibrated)
@@ -244,31 +250,27 @@ class PosteriorReweighter:
             params[rows[good]] = out[good]
             carried[rows[good]] = parent_flags is not None
             rows = rows[~good]
-        shifted = np.flatnonzero(has & calibrated)
-        hopeless = predicted_shift(old, new, shifted) > np.log(IS_DRAWS / IS_EFFECTIVE_MIN)
-        low[shifted[hopeless]] = True
-        rows = np.concatenate([rows, shifted[~hopeless]])
         if len(rows):
-
-            def log_weight(theta: np.ndarray) -> np.ndarray:
-                total = self.prior_ratio(theta)
-                changed = calibrated[rows]
-                if changed.any():
-                    model = self._model_flux(theta[changed])
-                    total[changed] += _log_likelihood(new, rows[changed], model)
-                    total[changed] -= _log_likelihood(old, rows[changed], model)
-                return total
-
-            out, effective = importance_refit(self.rep, parent[rows], log_weight, seed)
+            out, effective = importance_refit(self.rep, parent[rows], self.prior_ratio, seed)
             good = effective >= IS_EFFECTIVE_MIN
             params[rows[good]] = out[good]
             low[rows[~good]] = True
         method[np.isfinite(params).all(axis=1)] = "reweighted"
+        inferred = np.flatnonzero(has & calibrated)
+        if len(inferred):
+            params[inferred], weak = self._reinfer(new, inferred, seed)
+            method[inferred] = "amortized"
+            low[inferred[weak]] = True
+            flags[inferred[weak]] |= Flag.LOW_ESS
 
-        redo = np.flatnonzero(low)
+        redo = np.flatnonzero(low & ~calibrated)
         if len(redo):
             params[redo], method[redo] = self._fallback(new, redo, seed)
             flags[redo] |= Flag.LOW_ESS | Flag.FALLBACK
+        redo = np.flatnonzero(low & calibrated & has)
+        if len(redo) and self.posteriors.fallback_prior is not None:
+            params[redo], method[redo] = self._fallback(new, redo, seed)
+            flags[redo] |= Flag.FALLBACK
         done = np.flatnonzero(np.isfinite(params).all(axis=1))
         summaries: dict[str, np.ndarray] = {}
         chi2 = density = np.full(n, np.nan)
@@ -287,6 +289,22 @@ class PosteriorReweighter:
         flat = np.clip(theta.reshape(n * s, d), emu.box_lo, emu.box_hi)
         return emu.fluxes_njy(flat).reshape(n, s, -1)
 
+    def _reinfer(
+        self, data: PreparedPhotometry, rows: np.ndarray, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A fresh estimator pass on calibrated ``rows``, reweighted from the estimator's
+        training prior to the new prior; also which rows that reweighting left weak."""
+        fresh = self.posteriors.estimator.posterior_params(data.features(rows))
+        out, ess = reweight_by_cubature(self.rep, fresh, self._estimator_ratio)
+        weak = ess < CUBATURE_ESS_MIN
+        low = np.zeros(len(rows), bool)
+        if weak.any():
+            out[weak], effective = importance_refit(
+                self.rep, fresh[weak], self._estimator_ratio, seed
+            )
+            low[np.flatnonzero(weak)[effective < IS_EFFECTIVE_MIN]] = True
+        return out, low
+
     def _fallback(
         self, data: PreparedPhotometry, rows: np.ndarray, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -302,29 +320,3 @@ class PosteriorReweighter:
         if weak.any():
             out[weak], _ = importance_refit(self.rep, fresh[weak], self._estimator_ratio, seed)
         return out, np.full(len(rows), "reweighted")
-
-
-def predicted_shift(
-    old: PreparedPhotometry, new: PreparedPhotometry, rows: np.ndarray
-) -> np.ndarray:
-    """Squared shift of each object's likelihood between two calibrations, in units of its
-    width: ``sum_b ((F_new - F_old) / sigma_new)**2`` over usable bands.
-
-    Importance weights from draws of the old posterior keep about ``exp(-shift)`` of their
-    effective sample size (exactly, when the posterior is a Gaussian likelihood moved by
-    ``sqrt(shift)`` widths),
-    so objects whose shift exceeds ``ln(IS_DRAWS / IS_EFFECTIVE_MIN)`` go straight to the
-    fallback instead of paying for draws that cannot work.
-    """
-    usable = ~new.unusable[rows]
-    z = (new.flux[rows] - old.flux[rows]) / new.err[rows]
-    return np.where(usable, z * z, 0.0).sum(axis=1)
-
-
-def _log_likelihood(data: PreparedPhotometry, rows: np.ndarray, model: np.ndarray) -> np.ndarray:
-    """Gaussian log likelihood ``(N, S)`` of prepared photometry ``rows`` given model fluxes
-    ``(N, S, B)``, with the normalization (noise scales differ between calibrations)."""
-    usable = ~data.unusable[rows]
-    chi = (data.flux[rows, None, :] - model) / data.err[rows, None, :]
-    log_norm = np.where(usable, np.log(data.err[rows]), 0.0).sum(axis=1)
-    return -0.5 * np.where(usable[:, None, :], chi * chi, 0.0).sum(axis=2) - log_norm[:, None]

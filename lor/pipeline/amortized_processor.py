@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import Connection, select
 
-from lor.db.calibration_store import terms_by_tract
+from lor.db.calibration_store import survey_terms, terms_by_tract
 from lor.db.engine import make_engine
 from lor.db.model_store import model_version
 from lor.db.models import PriorVersion
@@ -28,6 +28,7 @@ from lor.emulators.registry import load_emulator
 from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
+from lor.inference.model_error import ModelError
 from lor.inference.registry import load_estimator
 from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
 
@@ -41,10 +42,14 @@ CalibrationTerms = dict[int, tuple[np.ndarray, np.ndarray]]
 
 class AmortizedProcessor:
     def __init__(
-        self, engine_posteriors: PhotometryPosteriors, calibration: CalibrationTerms | None
+        self,
+        engine_posteriors: PhotometryPosteriors,
+        calibration: CalibrationTerms | None,
+        sed_offset: np.ndarray | None = None,
     ) -> None:
         self.posteriors = engine_posteriors
         self.calibration = calibration
+        self.sed_offset = sed_offset
         self.rep = engine_posteriors.rep
 
     def process(self, batch: ObjectBatch) -> PosteriorBatch:
@@ -52,7 +57,9 @@ class AmortizedProcessor:
         zp = scale = None
         extra = np.zeros(n, np.int32)
         if self.calibration is not None:
-            zp, scale, covered = calibration_arrays(self.calibration, batch.tract_id, b)
+            zp, scale, covered = calibration_arrays(
+                self.calibration, batch.tract_id, b, self.sed_offset
+            )
             extra[~covered] |= Flag.UNCALIBRATED_TRACT
         result = self.posteriors.infer(
             batch.flux, batch.flux_err, batch.missing_mask, batch.ebv, zp, scale, seed=int(n)
@@ -77,11 +84,14 @@ def amortized_processor(run: Run) -> AmortizedProcessor:
                 load_prior(conn, run.prior_version_id) if run.config.get("mcmc_fallback") else None
             )
             calibration = run_calibration(conn, run.calibration_version_id, estimator.band_names)
+            model_error, sed_offset = run_model_error(conn, run.calibration_version_id, emulator)
     finally:
         engine.dispose()
-    posteriors = PhotometryPosteriors(estimator, emulator, fallback_prior=prior)
+    posteriors = PhotometryPosteriors(
+        estimator, emulator, fallback_prior=prior, model_error=model_error
+    )
     posteriors.warm_up()
-    return AmortizedProcessor(posteriors, calibration)
+    return AmortizedProcessor(posteriors, calibration, sed_offset)
 
 
 def load_run_models(conn: Connection, run: Run) -> tuple[AmortizedEstimator, Any]:
@@ -146,16 +156,39 @@ def run_calibration(
     return terms_by_tract(conn, calibration_version_id, bands)
 
 
+def run_model_error(
+    conn: Connection, calibration_version_id: int | None, emulator: Any
+) -> tuple[ModelError, np.ndarray | None]:
+    """The model error a run's likelihood carries -- the emulator's measured error plus the
+    calibration version's fitted floors (the default floor without them) -- and the
+    version's survey-wide SED offsets (None without them)."""
+    bands = list(emulator.band_names)
+    stored = None if calibration_version_id is None else survey_terms(
+        conn, calibration_version_id, bands
+    )  # fmt: skip
+    if stored is None:
+        return ModelError.for_emulator(emulator), None
+    sed, floor = stored
+    default = ModelError.for_emulator(emulator).floor_mag
+    return ModelError.for_emulator(emulator, np.where(np.isfinite(floor), floor, default)), sed
+
+
 def calibration_arrays(
-    terms: CalibrationTerms | None, tract_id: np.ndarray, n_bands: int
+    terms: CalibrationTerms | None,
+    tract_id: np.ndarray,
+    n_bands: int,
+    sed_offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row zeropoint offsets and noise scales (N, B), and whether each row's tract is covered.
 
-    Rows of a tract without terms (or with no calibration at all) get offset 0 and scale 1,
-    which is how processing treats an uncalibrated tract.
+    Rows of a tract without terms (or with no calibration at all) get scale 1 and the
+    survey-wide SED offsets (0 without them): an uncalibrated tract still has the model's
+    band offsets, which are not calibration.
     """
     n = len(tract_id)
     zp, scale, covered = np.zeros((n, n_bands)), np.ones((n, n_bands)), np.zeros(n, bool)
+    if sed_offset is not None:
+        zp[:] = sed_offset
     if not terms:
         return zp, scale, covered
     for tract in np.unique(tract_id):

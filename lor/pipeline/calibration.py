@@ -14,16 +14,18 @@ from lor.db.calibration_store import create_calibration_version, terms_by_tract
 from lor.db.model_store import register_prior_version
 from lor.errors import ConfigError
 from lor.hierarchy.calibrate import HyperparameterFit, fit_hyperparameters
-from lor.hierarchy.zeropoints import PopulationDensity, TractCalibration, fit_tract
+from lor.hierarchy.survey import DEVIATION_PRIOR_MAG, SurveyCalibration, fit_survey
+from lor.hierarchy.zeropoints import PopulationDensity
 from lor.inference.data_model import DataModel
 from lor.inference.flags import Flag
+from lor.inference.model_error import ModelError
 from lor.inference.prior import PopulationPrior
 from lor.pipeline.amortized_processor import load_prior, load_run_models
 from lor.pipeline.runs import get_run
 from lor.version import code_version
 
 METHOD = "hierarchical-importance-sampling"
-ZEROPOINT_METHOD = "population-density-marginal-likelihood"
+ZEROPOINT_METHOD = "survey-population-density-marginal-likelihood"
 CALIBRATION_EXCLUDES = Flag.BAD_INPUT | Flag.MISSING_BANDS | Flag.NO_POSTERIOR | Flag.INPUT_OOD
 """Objects the zeropoint fit leaves out: incomplete photometry, or photometry outside the
 population the model was trained on (stars, AGN and artefacts in real catalogs), which no
@@ -116,14 +118,16 @@ def calibrate_zeropoints(
     density_components: int = 96,
     min_objects: int = 500,
     seed: int = 0,
-) -> tuple[int, list[TractCalibration]]:
-    """Fit each tract's offsets and noise scalings under ``prior``; store and return the
-    calibration version (parent: the run's) and the fits.
+    deviation_prior_mag: float = DEVIATION_PRIOR_MAG,
+) -> tuple[int, SurveyCalibration]:
+    """Fit the survey's SED offsets and model-error floors and each tract's zeropoint
+    deviations and noise scalings under ``prior`` (:func:`lor.hierarchy.survey.fit_survey`);
+    store and return the calibration version (parent: the run's) and the fit.
 
     The reference band (default: the prior's selection band) keeps the offset of the run's
     calibration version (0 without one): galaxies measure colours, not the gray offset.
-    Tracts with fewer than ``min_objects`` usable objects are skipped (their offsets would
-    be noise) and listed in the provenance.
+    Tracts with fewer than ``min_objects`` usable objects are left out of the fit (their
+    deviations would be noise) and listed in the provenance; they get the survey terms.
     """
     found = get_run(engine, run)
     with engine.connect() as conn:
@@ -146,22 +150,23 @@ def calibrate_zeropoints(
         emulator, prior, n_objects=density_objects, n_components=density_components, seed=seed
     )
     ref = bands.index(reference_band)
-    fits = [
-        fit_tract(density, t, bands, flux, err, reference_band,
-                  float(parent[t][0][ref]) if t in parent else 0.0)
-        for t, (flux, err) in sorted(usable.items())
-    ]  # fmt: skip
+    fit = fit_survey(
+        density, usable, bands, ModelError.for_emulator(emulator).emulator_mag, reference_band,
+        {t: float(parent[t][0][ref]) for t in usable if t in parent},
+        deviation_prior_mag=deviation_prior_mag,
+    )  # fmt: skip
     provenance = {
         "fitted_on_run": found.id, "prior": prior.as_record(), "reference_band": reference_band,
         "density": density.details, "code_version": code_version(),
-        "tracts": {str(f.tract_id): {"n_objects": f.n_objects, "converged": f.converged,
-                                     "covariance": f.covariance.tolist(), **f.details}
-                   for f in fits},
+        "deviation_prior_mag": deviation_prior_mag, "at_bound": fit.at_bound,
+        "converged": fit.converged, **fit.details,
+        "tracts": {str(f.tract_id): {"n_objects": f.n_objects, **f.details} for f in fit.tracts},
         "skipped_tracts": {str(t): len(v[0]) for t, v in photometry.items() if t not in usable},
     }  # fmt: skip
     with engine.begin() as conn:
         version = create_calibration_version(
-            conn, name or f"{found.name}-calibration", {f.tract_id: f.as_terms() for f in fits},
-            ZEROPOINT_METHOD, provenance, parent_id=found.calibration_version_id,
+            conn, name or f"{found.name}-calibration",
+            {f.tract_id: f.as_terms() for f in fit.tracts}, ZEROPOINT_METHOD, provenance,
+            parent_id=found.calibration_version_id, survey_terms=fit.survey_terms(),
         )  # fmt: skip
-    return version, fits
+    return version, fit

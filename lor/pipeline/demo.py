@@ -7,6 +7,7 @@ query the posteriors with SQL and plot photo-z against the simulation's truth.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def register_shipped_models(engine) -> dict[str, int]:  # type: ignore[no-untype
     from lor.db.model_store import register_prior_version
     from lor.emulators.registry import SHIPPED_DIR as EMU_DIR
     from lor.emulators.registry import SHIPPED_EMULATOR, register_emulator
-    from lor.inference.prior import PopulationPrior
+    from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import SHIPPED_DIR, SHIPPED_ESTIMATOR, register_estimator
 
     ids = {
@@ -47,13 +48,16 @@ def register_shipped_models(engine) -> dict[str, int]:  # type: ignore[no-untype
             engine, SHIPPED_DIR / SHIPPED_ESTIMATOR[0], SHIPPED_ESTIMATOR[1]
         ),
     }
+    # The interim prior is the one the shipped estimator was trained under (its spec says
+    # which family and hyperparameters): Step 1 posteriors are under it.
+    spec = json.loads((SHIPPED_DIR / SHIPPED_ESTIMATOR[0] / "spec.json").read_text())
     with engine.begin() as conn:
         ids["prior"] = register_prior_version(
             conn,
             INTERIM_PRIOR_NAME,
-            PopulationPrior().as_record(),
+            estimator_prior(spec).as_record(),
             "interim",
-            {"source": "lor.inference.prior"},
+            {"source": "the shipped estimator's training prior", "estimator": spec["name"]},
         )
     return ids
 

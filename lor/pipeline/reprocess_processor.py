@@ -32,6 +32,7 @@ from lor.pipeline.amortized_processor import (
     load_prior,
     load_run_models,
     run_calibration,
+    run_model_error,
 )
 from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
 
@@ -45,18 +46,25 @@ class ReprocessProcessor:
         representation: Any,  # the estimator's posterior representation (name, version)
         old_terms: CalibrationTerms | None,
         new_terms: CalibrationTerms | None,
+        old_sed: np.ndarray | None = None,
+        new_sed: np.ndarray | None = None,
     ) -> None:
         self.reweighter = reweighter
         self.rep = representation
         self.old_terms = old_terms
         self.new_terms = new_terms
+        self.old_sed, self.new_sed = old_sed, new_sed
 
     def process(self, batch: ObjectBatch) -> PosteriorBatch:
         if batch.parent_params is None:
             raise ValueError("a reprocess batch needs the parent posteriors it updates")
         n_bands = batch.flux.shape[1]
-        old_zp, old_scale, _ = calibration_arrays(self.old_terms, batch.tract_id, n_bands)
-        new_zp, new_scale, covered = calibration_arrays(self.new_terms, batch.tract_id, n_bands)
+        old_zp, old_scale, _ = calibration_arrays(
+            self.old_terms, batch.tract_id, n_bands, self.old_sed
+        )
+        new_zp, new_scale, covered = calibration_arrays(
+            self.new_terms, batch.tract_id, n_bands, self.new_sed
+        )
         result = self.reweighter.reweight(
             batch.parent_params, batch.flux, batch.flux_err, batch.missing_mask, batch.ebv,
             old_zp, old_scale, new_zp, new_scale, seed=_seed(batch),
@@ -86,7 +94,13 @@ def reprocess_processor(run: Run) -> ReprocessProcessor:
         with engine.connect() as conn:
             parent = get_run(conn, run.parent_run_id)
             estimator, emulator = load_run_models(conn, run)
-            old_prior = load_prior(conn, parent.prior_version_id)
+            # Step 1 posteriors are under the estimator's training prior, whatever prior the
+            # run pinned (it only steers the MCMC fallback); reprocessed ones under theirs.
+            old_prior = (
+                load_prior(conn, parent.prior_version_id)
+                if parent.kind == "reprocess"
+                else estimator_prior(estimator.spec)
+            )
             new_prior = load_prior(conn, run.prior_version_id)
             draws = int(run.config.get("marginalize_hyperparameters") or 0)
             if draws:
@@ -94,16 +108,21 @@ def reprocess_processor(run: Run) -> ReprocessProcessor:
             bands = list(estimator.band_names)
             old_terms = run_calibration(conn, parent.calibration_version_id, bands)
             new_terms = run_calibration(conn, run.calibration_version_id, bands)
+            old_error, old_sed = run_model_error(conn, parent.calibration_version_id, emulator)
+            new_error, new_sed = run_model_error(conn, run.calibration_version_id, emulator)
     finally:
         engine.dispose()
     fallback = new_prior if run.config.get("mcmc_fallback") else None  # low-ESS objects: MCMC
-    posteriors = PhotometryPosteriors(estimator, emulator, fallback_prior=fallback)
+    posteriors = PhotometryPosteriors(
+        estimator, emulator, fallback_prior=fallback, model_error=new_error
+    )
     posteriors.warm_up()
+    changed = not np.allclose(old_error.floor_mag, new_error.floor_mag)
     reweighter = PosteriorReweighter(
-        posteriors, old_prior, new_prior, estimator_prior(estimator.spec)
+        posteriors, old_prior, new_prior, estimator_prior(estimator.spec), changed
     )
     reweighter.warm_up()
-    return ReprocessProcessor(reweighter, posteriors.rep, old_terms, new_terms)
+    return ReprocessProcessor(reweighter, posteriors.rep, old_terms, new_terms, old_sed, new_sed)
 
 
 def marginal_prior(

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select, text
 
-from lor.hierarchy.calibrate import VALIDATION_SHIFT, fit_hyperparameters
-from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
+from lor.hierarchy.calibrate import fit_hyperparameters, validation_shift
+from lor.inference.prior import PopulationPrior
+from lor.inference.prior_registry import estimator_prior
+from lor.inference.registry import load_shipped_estimator
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +25,43 @@ def engine_posteriors():  # type: ignore[no-untyped-def]
 
 
 def test_hyperparameters_recovered_within_two_sigma(engine_posteriors) -> None:  # type: ignore[no-untyped-def]
-    """2,000 objects drawn from a population with z0, mass_mean and av_scale shifted from the
-    interim prior; posteriors made under the interim prior; the fit finds the truth."""
+    """2,000 objects drawn from a population whose hyperparameters (three of them) are moved
+    from the estimator's training prior; posteriors made under that prior; the fit finds the
+    truth."""
     from lor.inference.simulate import simulate_catalog
 
-    truth = INTERIM_HYPERPARAMETERS | VALIDATION_SHIFT
-    cat = simulate_catalog(2000, engine_posteriors.emulator, PopulationPrior(truth), seed=21)
+    interim = estimator_prior(engine_posteriors.estimator.spec)
+    shift = validation_shift(interim)
+    truth = interim.with_hyperparameters(interim.hyperparameters | shift)
+    cat = simulate_catalog(2000, engine_posteriors.emulator, truth, seed=21)
     params = engine_posteriors.infer(cat.flux, cat.flux_err, seed=1).params
-    fit = fit_hyperparameters(engine_posteriors, params, list(VALIDATION_SHIFT))
-    for name, value in VALIDATION_SHIFT.items():
+    fit = fit_hyperparameters(engine_posteriors, params, list(shift), interim)
+    for name, value in shift.items():
         pull = (fit.hyperparameters[name] - value) / fit.errors[name]
         assert abs(pull) < 2, (name, fit.hyperparameters[name], fit.errors[name], value)
         # and the data moved it: the interim value is excluded
-        assert abs(fit.hyperparameters[name] - INTERIM_HYPERPARAMETERS[name]) > 3 * fit.errors[name]
-    assert fit.median_ess > 30 and fit.n_objects == 2000
+        assert abs(fit.hyperparameters[name] - interim.hyperparameters[name]) > 3 * fit.errors[name]
+    assert fit.median_ess > 30 and fit.n_objects == 2000 and fit.at_bound == []
+
+
+def test_a_hyperparameter_on_its_bound_is_reported(engine_posteriors, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The population wants a value outside the search range: the fit ends on the bound and
+    says so (issue #12: av_scale had ended on 3.0 unreported)."""
+    from lor.hierarchy import calibrate
+    from lor.inference.simulate import simulate_catalog
+
+    interim = estimator_prior(engine_posteriors.estimator.spec)
+    name, value = next(iter(validation_shift(interim).items()))
+    truth = interim.with_hyperparameters(interim.hyperparameters | {name: value})
+    cat = simulate_catalog(1000, engine_posteriors.emulator, truth, seed=22)
+    params = engine_posteriors.infer(cat.flux, cat.flux_err, seed=1).params
+    start = float(interim.hyperparameters[name])
+    # a search range that stops a quarter of the way to the truth
+    edge = start + 0.25 * (value - start)
+    bounds = (start - 1e-6, edge) if value > start else (edge, start + 1e-6)
+    monkeypatch.setitem(calibrate.HYPER_BOUNDS, name, bounds)
+    fit = fit_hyperparameters(engine_posteriors, params, [name], interim)
+    assert fit.at_bound == [name] and fit.as_provenance()["at_bound"] == [name]
 
 
 def test_unknown_hyperparameter_is_refused(engine_posteriors) -> None:  # type: ignore[no-untyped-def]
@@ -51,19 +76,17 @@ def test_calibrate_command_stores_a_prior_version(engine: Engine, example_run) -
     from lor.db.models import PriorVersion
 
     run, ids = example_run
-    out = CliRunner().invoke(cli, ["calibrate", "base", "--free", "z0,mass_mean", "--name", "fit"])
+    a, b = list(validation_shift(estimator_prior(load_shipped_estimator().spec)))[:2]
+    out = CliRunner().invoke(cli, ["calibrate", "base", "--free", f"{a},{b}", "--name", "fit"])
     assert out.exit_code == 0, out.output
     answer = json.loads(out.output.strip().splitlines()[-1])
     with engine.connect() as conn:
         stored = conn.execute(select(PriorVersion).where(PriorVersion.name == "fit")).one()
     assert stored.id == answer["prior_version_id"] and stored.parent_id == ids["prior"]
     assert stored.method == "hierarchical-importance-sampling"
-    assert stored.provenance["fitted_on_run"] == run.id and stored.provenance["free"] == [
-        "z0",
-        "mass_mean",
-    ]
-    assert stored.hyperparameters["z0"] == pytest.approx(answer["hyperparameters"]["z0"])
-    assert set(stored.provenance["errors"]) == {"z0", "mass_mean"}
+    assert stored.provenance["fitted_on_run"] == run.id and stored.provenance["free"] == [a, b]
+    assert stored.hyperparameters[a] == pytest.approx(answer["hyperparameters"][a])
+    assert set(stored.provenance["errors"]) == {a, b} and "at_bound" in stored.provenance
     # reprocessing to the fitted prior, marginalized over the fit's uncertainty
     out = CliRunner().invoke(cli, ["reprocess", "base", "--prior", "fit", "--marginalize", "4",
                                    "--no-progress"])  # fmt: skip
