@@ -71,6 +71,7 @@ def run_prior_benchmark(n_draws: int = 200_000, repeats: int = 3) -> dict[str, A
                 for m in runs[0]["counts_per_arcmin2"]
             }
             fig["box_per_arcmin2"] = runs[0]["box_per_arcmin2"]
+            fig["lbg_per_arcmin2"] = _spread([r["lbg_per_arcmin2"] for r in runs])
         out[key] = fig
     grounded = GroundedPrior()
     grounded.sample(1000, 0)  # sampling tables built once, outside the timing

@@ -15,7 +15,13 @@ selected population, simulated through the emulator and lor's LSST 10-year data 
   90th percentile 5.322 z0 (a Gamma(3) distribution) -- at i < 25.3, 0.83 and 1.66;
 * the median 30-band photometric redshift in bins of i in COSMOS (Ilbert et al. 2009, ApJ
   690, 1236, abstract and Sec. 6): 0.66 at 22 < i < 22.5 rising to 1.06 at 24.5 < i < 25 --
-  a deep-field measurement beside the Science Book's fit, which rests on shallower data.
+  a deep-field measurement beside the Science Book's fit, which rests on shallower data;
+* the surface density of z ~ 3 galaxies: ~3 Lyman-break candidates per arcmin^2 to R = 25.5
+  (Boutsia et al. 2014, A&A, arXiv:1403.0727: U-dropouts, completeness >= 95%; Steidel et
+  al. 2003, ApJ 592, 728, found 2,347 in 0.38 deg^2, 1.7 arcmin^-2). Colour selection keeps
+  most, not all, galaxies of 2.7 < z < 3.4, so a prior should predict somewhat more there
+  (lor's r band stands in for R). It tests the high-redshift tail that Eq. 3.8's simple form
+  does not follow.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ LSST_COUNTS_AT_25 = 46.0  # galaxies per arcmin^2 brighter than i = 25 (Science 
 LSST_COUNTS_SLOPE = 0.31  # dex per mag
 GAMMA3_MEDIAN, GAMMA3_P90 = 2.674, 5.322  # quantiles of z**2 exp(-z) (Science Book Eq. 3.8)
 COSMOS_BIN_MEDIAN_Z = {(22.0, 22.5): 0.66, (24.5, 25.0): 1.06}  # Ilbert et al. 2009
+LBG_COUNTS = {"band": "r", "mag_max": 25.5, "z": (2.7, 3.4), "per_arcmin2": 3.0}
+"""Lyman-break galaxies at z ~ 3 (Boutsia et al. 2014; see the module docstring)."""
 
 
 def lsst_counts(mag: float) -> float:
@@ -51,6 +59,7 @@ def published_figures(mag_max: float = 25.3) -> dict[str, float]:
         "counts_per_arcmin2": lsst_counts(mag_max),
         "median_z": GAMMA3_MEDIAN * z0,
         "p90_z": GAMMA3_P90 * z0,
+        "lbg_per_arcmin2": LBG_COUNTS["per_arcmin2"],
     } | {f"cosmos_median_z_{lo:g}_{hi:g}": z for (lo, hi), z in COSMOS_BIN_MEDIAN_Z.items()}
 
 
@@ -99,6 +108,10 @@ def predicted_figures(
         out["counts_poisson_rel_err"] = {
             f"{m:g}": 1.0 / np.sqrt(max(int(np.sum(mag < m)), 1)) for m in mags
         }
+        z_all, (z_lo, z_hi) = theta[:, 0], LBG_COUNTS["z"]
+        lbg_mag = observed_mag(flux[:, emulator.band_names.index(LBG_COUNTS["band"])])
+        lbg = (lbg_mag < LBG_COUNTS["mag_max"]) & (z_all > z_lo) & (z_all < z_hi)
+        out["lbg_per_arcmin2"] = n_box * float(lbg.mean())
     return out
 
 
@@ -116,4 +129,5 @@ def compare_with_published(predicted: dict[str, Any], mag_max: float = 25.3) -> 
     counts = predicted.get("counts_per_arcmin2")
     if counts:
         out["counts_ratio"] = {m: c / lsst_counts(float(m)) for m, c in counts.items()}
+        out["lbg_ratio"] = predicted["lbg_per_arcmin2"] / published["lbg_per_arcmin2"]
     return out
