@@ -430,8 +430,9 @@ TO lor_reader, lor_worker;
 -- partition of lor.objects. The ranges are a superset of the cone (RA half-width
 -- asin(sin r / cos dec) at the widest, 1e-9 deg of slack); the exact angular distance
 -- (haversine, lor.sky_sep_deg) then keeps the objects within the radius. The search of each
--- range is a LATERAL subquery kept apart with OFFSET 0: the planner cannot estimate how few
--- rows a range and the distance cut keep, and would otherwise scan whole tables.
+-- range, and the lookup of each object's posteriors, are LATERAL subqueries kept apart with
+-- OFFSET 0: the planner cannot estimate how few rows a range and the distance cut keep, and
+-- would otherwise scan or hash whole tables; this way each is an index search.
 -- lor.sky_key must never change (the index stores its values): a new key means a new
 -- function and a new index.
 
@@ -464,31 +465,28 @@ COMMENT ON FUNCTION lor.sky_sep_deg(double precision, double precision, double p
 
 -- The lor.sky_key ranges that cover the cone of radius r (deg) around (ra, dec): one per
 -- zone and RA interval (two intervals where the cone crosses RA 0; every RA where it holds a
--- pole). A negative radius gives no range. STRICT keeps the planner from inlining it, so it
--- plans with ROWS 8 (a handful of ranges) rather than a guess of thousands, and searches the
--- index once per range.
+-- pole). A negative or NULL radius gives no range. Not STRICT, so the planner inlines it
+-- (a SQL function called per row costs milliseconds; inlined, microseconds).
 CREATE OR REPLACE FUNCTION lor.sky_ranges(ra double precision, "dec" double precision, radius double precision)
 RETURNS TABLE (key_lo bigint, key_hi bigint)
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE ROWS 8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 8
 AS $$
-  WITH c AS (
-    SELECT greatest(-90, "dec" - radius - 1e-9) AS dlo,
-           least(90, "dec" + radius + 1e-9) AS dhi,
-           CASE WHEN abs("dec") + radius + 1e-9 >= 90 THEN 180
-                ELSE asind(least(1, sind(radius) / cosd("dec"))) + 1e-9 END AS half
-    WHERE radius >= 0 AND ra >= 0 AND ra < 360 AND abs("dec") <= 90
-  ), iv AS (
-    SELECT 0::double precision AS lo, 360::double precision AS hi FROM c WHERE half >= 180
-    UNION ALL
-    SELECT greatest(0, ra - half), least(360, ra + half) FROM c WHERE half < 180
-    UNION ALL
-    SELECT ra - half + 360, 360 FROM c WHERE half < 180 AND ra - half < 0
-    UNION ALL
-    SELECT 0, ra + half - 360 FROM c WHERE half < 180 AND ra + half >= 360
-  )
   SELECT (z << 32) | floor(iv.lo * 11930464.711111112)::bigint,
          (z << 32) | least(floor(iv.hi * 11930464.711111112), 4294967295)::bigint
-  FROM c, iv, generate_series(floor((c.dlo + 90) * 20)::bigint, floor((c.dhi + 90) * 20)::bigint) AS z
+  FROM (SELECT greatest(-90, "dec" - radius - 1e-9) AS dlo,
+               least(90, "dec" + radius + 1e-9) AS dhi,
+               CASE WHEN abs("dec") + radius + 1e-9 >= 90 THEN 180
+                    ELSE asind(least(1, sind(radius) / cosd("dec"))) + 1e-9 END AS half
+        WHERE radius >= 0 AND ra >= 0 AND ra < 360 AND abs("dec") <= 90) AS c
+  CROSS JOIN LATERAL (VALUES  -- RA intervals in [0, 360]; NULL where not needed
+    (CASE WHEN c.half >= 180 THEN 0 ELSE greatest(0, ra - c.half) END,
+     CASE WHEN c.half >= 180 THEN 360 ELSE least(360, ra + c.half) END),
+    (CASE WHEN c.half < 180 AND ra - c.half < 0 THEN ra - c.half + 360 END, 360),
+    (0, CASE WHEN c.half < 180 AND ra + c.half >= 360 THEN ra + c.half - 360 END)
+  ) AS iv (lo, hi)
+  CROSS JOIN LATERAL generate_series(floor((c.dlo + 90) * 20)::bigint,
+                                     floor((c.dhi + 90) * 20)::bigint) AS z
+  WHERE iv.lo IS NOT NULL AND iv.hi IS NOT NULL
 $$;
 COMMENT ON FUNCTION lor.sky_ranges(double precision, double precision, double precision) IS
   'lor.sky_key ranges covering the cone of radius (deg) around (ra, dec): zones x RA intervals.';
@@ -507,6 +505,7 @@ RETURNS TABLE (
   release_id integer
 )
 LANGUAGE sql STABLE PARALLEL SAFE
+SET jit = off
 AS $$
   SELECT o.sep_deg, o.tract_id, o.object_id, o.catalog_id, o.ra, o.dec, o.release_id
   FROM lor.sky_ranges($1, $2, $3) AS r
@@ -523,7 +522,11 @@ COMMENT ON FUNCTION lor.cone_objects(double precision, double precision, double 
 -- Objects within radius_deg of (ra, dec) with their latest posterior (the columns of
 -- lor.latest_posteriors, plus sep_deg): over all runs, or only run p_run. "Latest" is as in
 -- lor.latest_posteriors: the newest object version that has a posterior, then the newest row.
-CREATE OR REPLACE FUNCTION lor.cone(
+-- lor.cone_posteriors is the body, inlined where it is used (lor.cone, lor.crossmatch);
+-- lor.cone wraps it with JIT off. The planner cannot know how few rows a cone holds, costs
+-- the nested index searches in the millions, and would JIT-compile every query (0.4 s for a
+-- cone that takes 10 ms to run, seconds for a cross-match).
+CREATE OR REPLACE FUNCTION lor.cone_posteriors(
   p_ra double precision, p_dec double precision, p_radius_deg double precision,
   p_run integer DEFAULT NULL
 )
@@ -571,19 +574,58 @@ AS $$
     FROM lor.objects o
     WHERE lor.sky_key(o.ra, o.dec) BETWEEN r.key_lo AND r.key_hi
     OFFSET 0) AS o
-  JOIN lor.posteriors p ON p.tract_id = o.tract_id AND p.object_id = o.object_id
+  CROSS JOIN LATERAL (
+    SELECT p.*
+    FROM lor.posteriors p
+    WHERE p.tract_id = o.tract_id AND p.object_id = o.object_id AND ($4 IS NULL OR p.run_id = $4)
+    OFFSET 0) AS p
   JOIN lor.releases rel ON rel.id = o.release_id
-  WHERE lor.sky_sep_deg($1, $2, o.ra, o.dec) <= $3 AND ($4 IS NULL OR p.run_id = $4)
+  WHERE lor.sky_sep_deg($1, $2, o.ra, o.dec) <= $3
   ORDER BY o.tract_id, o.catalog_id, rel.sequence DESC, p.created_at DESC, p.posterior_id DESC
 $$;
+COMMENT ON FUNCTION lor.cone_posteriors(double precision, double precision, double precision, integer) IS
+  'Body of lor.cone (inlined into lor.cone and lor.crossmatch); call lor.cone.';
+
+CREATE OR REPLACE FUNCTION lor.cone(
+  p_ra double precision, p_dec double precision, p_radius_deg double precision,
+  p_run integer DEFAULT NULL
+)
+RETURNS TABLE (
+  sep_deg double precision,
+  posterior_id uuid,
+  run_id integer,
+  tract_id integer,
+  object_id uuid,
+  catalog_id bigint,
+  ra double precision,
+  "dec" double precision,
+  representation_name text,
+  representation_version text,
+  params real[],
+  z_mean real, z_mode real, z_std real, z_q025 real, z_q16 real, z_q50 real, z_q84 real,
+  z_q975 real,
+  log_mstar_mean real, log_mstar_mode real, log_mstar_std real, log_mstar_q025 real,
+  log_mstar_q16 real, log_mstar_q50 real, log_mstar_q84 real, log_mstar_q975 real,
+  log_sfr_mean real, log_sfr_mode real, log_sfr_std real, log_sfr_q025 real,
+  log_sfr_q16 real, log_sfr_q50 real, log_sfr_q84 real, log_sfr_q975 real,
+  ood_flags integer,
+  method text,
+  parent_posterior_id uuid,
+  input_hash uuid,
+  worker_host text,
+  created_at timestamptz
+)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET jit = off
+AS $$ SELECT * FROM lor.cone_posteriors(p_ra, p_dec, p_radius_deg, p_run) $$;
 COMMENT ON FUNCTION lor.cone(double precision, double precision, double precision, integer) IS
   'Objects within radius_deg of (ra, dec) with their latest posterior (over all runs, or run p_run), '
   'through the sky index; sep_deg is the angular distance.';
 
 -- Cross-match: for every external position i (1-based, the order of the arrays), each
 -- object within radius_arcsec with its latest posterior, nearest first (match_rank 1 is the
--- nearest). A positional join, one index search per position; for a table of positions,
--- CROSS JOIN LATERAL lor.cone(t.ra, t.dec, r) does the same.
+-- nearest). A positional join, one index search per position (JIT off, see lor.cone). For a
+-- table of positions, pass array_agg(ra) and array_agg(dec) (ordered alike).
 CREATE OR REPLACE FUNCTION lor.crossmatch(
   p_ra double precision[], p_dec double precision[], p_radius_arcsec double precision,
   p_run integer DEFAULT NULL
@@ -605,6 +647,7 @@ RETURNS TABLE (
   ood_flags integer
 )
 LANGUAGE sql STABLE PARALLEL SAFE
+SET jit = off
 AS $$
   SELECT x.i::integer,
          row_number() OVER (PARTITION BY x.i ORDER BY c.sep_deg, c.catalog_id)::integer,
@@ -613,7 +656,7 @@ AS $$
          c.log_mstar_q16, c.log_mstar_q50, c.log_mstar_q84,
          c.log_sfr_q16, c.log_sfr_q50, c.log_sfr_q84, c.ood_flags
   FROM unnest($1, $2) WITH ORDINALITY AS x(ra, "dec", i)
-  CROSS JOIN LATERAL lor.cone(x.ra, x.dec, $3 / 3600, $4) AS c
+  CROSS JOIN LATERAL lor.cone_posteriors(x.ra, x.dec, $3 / 3600, $4) AS c
   ORDER BY x.i, c.sep_deg, c.catalog_id
 $$;
 COMMENT ON FUNCTION lor.crossmatch(double precision[], double precision[], double precision, integer) IS
@@ -625,6 +668,7 @@ GRANT EXECUTE ON FUNCTION
   lor.sky_sep_deg(double precision, double precision, double precision, double precision),
   lor.sky_ranges(double precision, double precision, double precision),
   lor.cone_objects(double precision, double precision, double precision),
+  lor.cone_posteriors(double precision, double precision, double precision, integer),
   lor.cone(double precision, double precision, double precision, integer),
   lor.crossmatch(double precision[], double precision[], double precision, integer)
 TO lor_reader, lor_worker;

@@ -241,9 +241,18 @@ def _steady_rate(engine: Engine, run_id: int) -> float:
     return (total - first_batch) / span if span > 0 else float("nan")
 
 
-def fabricate_tract(engine: Engine, source_run: int, rows: int) -> tuple[int, float]:
+def fabricate_tract(
+    engine: Engine,
+    source_run: int,
+    rows: int,
+    field: tuple[float, float, float, float] | None = None,
+) -> tuple[int, float]:
     """Copy ``source_run``'s posteriors (and their objects) ``rows`` times round into one new
-    tract under a new run, with fresh ids; ANALYZE. Returns (run id, seconds)."""
+    tract under a new run, with fresh ids; ANALYZE. Returns (run id, seconds).
+
+    With ``field = (ra0, ra1, dec0, dec1)`` the copies get positions of their own, spread
+    evenly over that field (R2 low-discrepancy sequence, uniform in area), instead of
+    repeating the source positions: what cone-search and cross-match figures need."""
     from lor.db import run_store as store
     from lor.version import code_version
 
@@ -275,12 +284,20 @@ def fabricate_tract(engine: Engine, source_run: int, rows: int) -> tuple[int, fl
             {"t": SQL_TRACT},
         )
         args = {"src": source_run, "n": rows, "n_src": n_src, "t": SQL_TRACT, "run": run_id}
+        position = "s.ra, s.dec"
+        if field is not None:
+            args |= dict(zip(("ra0", "ra1", "dec0", "dec1"), field, strict=True))
+            frac = "(g * {a} + 0.5 - floor(g * {a} + 0.5))::float8"
+            position = (
+                f"CAST(:ra0 AS float8) + (:ra1 - :ra0) * {frac.format(a=0.7548776662466927)}, "
+                f"asind(sind(:dec0) + (sind(:dec1) - sind(:dec0)) * {frac.format(a=0.5698402909980532)})"
+            )
         conn.execute(
             text(
                 f"""INSERT INTO lor.objects (tract_id, object_id, catalog_id, release_id, ra, dec,
                         flux, flux_err, missing_mask, nondetection_mask, ebv, input_hash)
                     SELECT :t, CAST(md5('lor-bench-object:' || g) AS uuid), :first + g, s.release_id,
-                        s.ra, s.dec, s.flux, s.flux_err, s.missing_mask, s.nondetection_mask,
+                        {position}, s.flux, s.flux_err, s.missing_mask, s.nondetection_mask,
                         s.ebv, s.input_hash
                     FROM generate_series(0, :n - 1) AS g JOIN ({src}) s ON s.i = g % :n_src"""
             ),

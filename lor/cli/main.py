@@ -321,7 +321,7 @@ from lor.cli.runs import register  # noqa: E402
 register(cli, bench)
 from lor.cli.science import register as register_science  # noqa: E402
 
-register_science(cli)
+register_science(cli, bench)
 from lor.cli.serve import serve_command, truth_command  # noqa: E402
 
 cli.add_command(serve_command)

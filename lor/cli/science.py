@@ -124,7 +124,36 @@ def xmatch_command(positions: Path, radius: float, ra_column: str, dec_column: s
                            "rows": table.num_rows, "out": str(out)}))  # fmt: skip
 
 
-def register(cli: click.Group) -> None:
-    """Add these commands to the main ``lor`` group."""
+@click.command("sql")
+@click.option("--rows", type=int, default=1_000_000, show_default=True, help="Posteriors.")
+@click.option("--source-objects", type=int, default=10_000, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--external", type=int, default=100_000, show_default=True, help="Cross-match.")
+def bench_sql(rows: int, source_objects: int, repeats: int, external: int) -> None:
+    """n(z), cone, cross-match and P(z) query timings on RUN-sized posterior tables."""
+    from lor.bench.sql import run_benchmark
+
+    check = max(3, repeats)
+    click.echo(
+        json.dumps(run_benchmark("sql", rows, source_objects, check, external), default=float)
+    )
+
+
+@click.command("export")
+@click.option("--rows", type=int, default=100_000, show_default=True, help="Posteriors.")
+@click.option("--source-objects", type=int, default=10_000, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True)
+def bench_export(rows: int, source_objects: int, repeats: int) -> None:
+    """Export rates: HATS, qp and Parquet."""
+    from lor.bench.sql import run_benchmark
+
+    check = max(3, repeats)
+    click.echo(json.dumps(run_benchmark("export", rows, source_objects, check, 0), default=float))
+
+
+def register(cli: click.Group, bench: click.Group) -> None:
+    """Add these commands to the main ``lor`` group and its ``bench`` group."""
     for command in (nz_command, cone_command, xmatch_command):
         cli.add_command(command)
+    bench.add_command(bench_sql)
+    bench.add_command(bench_export)

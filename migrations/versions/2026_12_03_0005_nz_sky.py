@@ -29,6 +29,7 @@ DROPS = (
     "AGGREGATE lor.nz_jackknife(double precision[], bigint)",
     "FUNCTION lor.crossmatch(double precision[], double precision[], double precision, integer)",
     "FUNCTION lor.cone(double precision, double precision, double precision, integer)",
+    "FUNCTION lor.cone_posteriors(double precision, double precision, double precision, integer)",
     "FUNCTION lor.cone_objects(double precision, double precision, double precision)",
     "FUNCTION lor.sky_ranges(double precision, double precision, double precision)",
     "FUNCTION lor.sky_sep_deg(double precision, double precision, double precision, "
