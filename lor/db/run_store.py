@@ -337,6 +337,26 @@ def changed_calibration_tracts(conn: Connection, old: int | None, new: int | Non
     )
 
 
+def survey_terms_differ(conn: Connection, old: int | None, new: int | None) -> bool:
+    """Whether two calibration versions' survey-wide terms (SED offsets, error floors)
+    differ; a missing term counts as offset 0 and the default floor (NULL here), so only
+    versions that store the same values compare equal."""
+    return bool(
+        conn.execute(
+            text(
+                """WITH old AS (SELECT band, sed_offset_mag AS o, error_floor_mag AS f
+                               FROM lor.calibration_survey_terms WHERE calibration_version_id = :old),
+                        new AS (SELECT band, sed_offset_mag AS o, error_floor_mag AS f
+                               FROM lor.calibration_survey_terms WHERE calibration_version_id = :new)
+                   SELECT EXISTS (SELECT 1 FROM old FULL JOIN new USING (band)
+                                  WHERE old.o IS DISTINCT FROM new.o
+                                     OR old.f IS DISTINCT FROM new.f)"""
+            ),
+            {"old": old, "new": new},
+        ).scalar_one()
+    )
+
+
 def reprocess_runs(
     conn: Connection, parent_run_id: int, prior: int | None, calibration: int | None
 ) -> list[int]:

@@ -88,13 +88,16 @@ def affected_tracts(
 ) -> list[int]:
     """Tracts of the parent run whose posteriors these prior and calibration versions change.
 
-    A new prior changes every posterior, so every tract where the parent stored one; a new
-    calibration only those tracts whose terms differ from the parent's calibration.
+    A new prior changes every posterior, so every tract where the parent stored one, as do
+    new survey-wide terms (SED offsets, error floors); a new calibration otherwise only
+    those tracts whose terms differ from the parent's calibration.
     """
     parent = parent_run if isinstance(parent_run, Run) else store.get_run(conn, parent_run)
     if prior_version == parent.prior_version_id:
         if calibration_version == parent.calibration_version_id:
             return []
+        if store.survey_terms_differ(conn, parent.calibration_version_id, calibration_version):
+            return store.posterior_tracts(conn, parent.id)
         changed = set(
             store.changed_calibration_tracts(
                 conn, parent.calibration_version_id, calibration_version

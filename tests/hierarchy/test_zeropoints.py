@@ -81,7 +81,7 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
     from click.testing import CliRunner
 
     from lor.cli.main import cli
-    from lor.db.calibration_store import terms_by_tract
+    from lor.db.calibration_store import survey_terms, terms_by_tract
     from lor.db.models import CalibrationVersion
     from lor.pipeline.reprocess import create_reprocess_run
 
@@ -97,13 +97,18 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
         ).one()
         terms = terms_by_tract(conn, stored.id, BANDS)
     assert stored.id == answer["calibration_version_id"]
-    assert stored.method == "population-density-marginal-likelihood"
+    assert stored.method == "survey-population-density-marginal-likelihood"
     assert stored.provenance["fitted_on_run"] == run.id
     assert stored.provenance["reference_band"] == "i"
     assert len(terms) == 4  # the example catalog's four tracts
     for tract, (zp, scale) in terms.items():
         assert zp[3] == 0.0 and np.all(np.abs(zp) < 0.3) and np.all(scale > 0)
         assert answer["tracts"][str(tract)]["n_objects"] >= 100
+    with engine.connect() as conn:
+        survey = survey_terms(conn, stored.id, BANDS)
+    assert survey is not None and survey[0][3] == 0.0 and np.all(survey[1] >= 0)
+    assert answer["survey"]["error_floor"] == pytest.approx(survey[1].tolist(), abs=1e-6)
+    assert "at_bound" in stored.provenance
     queued = create_reprocess_run(engine, run.id, calibration_version="zp-cal")
     assert sorted(queued.run.config["reprocess"]["affected_tracts"]) == sorted(terms)
 
