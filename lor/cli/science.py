@@ -49,24 +49,33 @@ def _run_id(engine, run: str | None) -> int | None:  # type: ignore[no-untyped-d
 )
 @click.option("--p-min", type=float, default=0.0, show_default=True, help="With probability.")
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="PNG of the n(z).")
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Parquet truth table (objectId, redshift): its histogram per bin goes on the plot.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="JSON with arrays.")
 def nz_command(run: str, where: str | None, grid: str, bins: str | None, assign: str,
-               p_min: float, plot: Path | None, out: Path | None) -> None:  # fmt: skip
+               p_min: float, plot: Path | None, truth: Path | None,
+               out: Path | None) -> None:  # fmt: skip
     """n(z) of RUN's posteriors (optionally WHERE ...), per tomographic bin, with jackknife
     errors; prints a JSON summary."""
-    from lor.query.nz import plot_nz, run_nz
+    from lor.query.nz import plot_nz, run_nz, true_redshifts_by_bin
 
     values = _floats(grid, "--grid")
     if len(values) != 3 or values[2] != int(values[2]):
         raise ConfigError(f"--grid is zmin,zmax,n; got {grid!r}")
     edges = _floats(bins, "--bins") if bins else None
+    engine = _engine()
     result = run_nz(
-        _engine(), run, where, values[0], values[1], int(values[2]),
+        engine, run, where, values[0], values[1], int(values[2]),
         assign if edges else "none", edges, p_min,
     )  # fmt: skip
     summary = result.as_dict()
     if plot is not None:
-        summary["plot"] = str(plot_nz(result, plot))
+        z_true = None if truth is None else true_redshifts_by_bin(engine, result, truth, p_min)
+        summary["plot"] = str(plot_nz(result, plot, truth=z_true))
     if out is not None:
         out.write_text(json.dumps(result.as_dict(with_arrays=True) | {"z": result.z.tolist()}))
         summary["out"] = str(out)

@@ -99,6 +99,25 @@ def nz_by_bin(
     ]
 
 
+def bin_members(
+    conn: Connection,
+    run_id: int,
+    where: str | None,
+    assign: str,
+    edges: list[float] | None,
+    p_min: float = 0.0,
+) -> dict[int, np.ndarray]:
+    """Catalog ids of the objects in each bin (those with a posterior), as ``nz_by_bin``."""
+    read_only(conn)
+    sql = f"""SELECT {BIN_EXPRESSIONS[assign]} AS bin, array_agg(catalog_id) AS ids
+              FROM ({_selection(where)}) s WHERE params IS NOT NULL
+              GROUP BY 1 HAVING {BIN_EXPRESSIONS[assign]} IS NOT NULL"""
+    params: dict[str, Any] = {"run": run_id}
+    if assign != "none":
+        params |= {"edges": list(edges or []), "p_min": p_min}
+    return {int(r.bin): np.asarray(r.ids, np.int64) for r in conn.execute(text(sql), params)}
+
+
 def nz_grid(conn: Connection, zmin: float, zmax: float, n: int) -> np.ndarray:
     """The grid lor.nz evaluates on (lor.nz_grid)."""
     grid = conn.execute(

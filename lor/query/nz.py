@@ -133,8 +133,33 @@ def jackknife(nz_groups: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np
     return total / n_all, err
 
 
-def plot_nz(result: NzResult, path: Path, title: str | None = None) -> Path:
-    """PNG of each bin's n(z) with its jackknife 1-sigma band, scaled by its objects."""
+def true_redshifts_by_bin(
+    engine: Engine, result: NzResult, truth: Path, p_min: float = 0.0
+) -> dict[int, np.ndarray]:
+    """True redshifts of each bin's objects from a truth table (``objectId``, ``redshift``
+    columns, as lor's example catalog ships), to draw over the stacked n(z)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(truth, columns=["objectId", "redshift"])
+    lookup = dict(zip(table["objectId"].to_pylist(), table["redshift"].to_pylist(), strict=True))
+    with engine.begin() as conn:
+        members = selection_store.bin_members(
+            conn, result.run_id, result.where, result.assign, result.edges, p_min
+        )
+    return {
+        b: np.array([lookup[i] for i in ids if i in lookup], dtype=np.float64)
+        for b, ids in members.items()
+    }
+
+
+def plot_nz(
+    result: NzResult,
+    path: Path,
+    title: str | None = None,
+    truth: dict[int, np.ndarray] | None = None,
+) -> Path:
+    """PNG of each bin's n(z) with its jackknife 1-sigma band, scaled by its objects; with
+    ``truth``, each bin's histogram of true redshifts drawn as a dashed step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,6 +182,10 @@ def plot_nz(result: NzResult, path: Path, title: str | None = None) -> Path:
                 alpha=0.25,
                 lw=0,
             )
+        if truth is not None and b.bin in truth and truth[b.bin].size:
+            edges = np.linspace(result.z[0], result.z[-1], 61)
+            counts, _ = np.histogram(truth[b.bin], edges)
+            ax.stairs(counts / np.diff(edges), edges, color=line.get_color(), ls="--", lw=0.9)
     how = {"none": "", "median": " (bins by posterior median)"}.get(
         result.assign, " (bins by largest P(z in bin))"
     )
@@ -164,7 +193,8 @@ def plot_nz(result: NzResult, path: Path, title: str | None = None) -> Path:
         xlabel="redshift z", ylabel="dN/dz (stacked posteriors)", xlim=(result.z[0], result.z[-1])
     )
     ax.set_ylim(bottom=0)
-    ax.set_title(title or f"n(z) of run {result.run_id}{how}; bands: jackknife 1σ")
+    note = "; dashed: true z" if truth is not None else ""
+    ax.set_title(title or f"n(z) of run {result.run_id}{how}; bands: jackknife 1σ{note}")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -226,10 +226,12 @@ def test_cli_nz_cone_and_xmatch(lor_env: str, engine: Engine, tmp_path: Path) ->
     ra, dec = rng.uniform(70, 70.3, 200), rng.uniform(-10, -9.7, 200)
     run_id = _run_at(engine, tmp_path, ra, dec)
     runner = CliRunner()
-    png = tmp_path / "nz.png"
+    png, truth = tmp_path / "nz.png", tmp_path / "truth.parquet"
+    ids = synthetic_object_table(200, seed=11)["objectId"]
+    pq.write_table(pa.table({"objectId": ids, "redshift": rng.uniform(0, 3, 200)}), truth)
     res = runner.invoke(
         cli, ["nz", str(run_id), "--where", "ood_flags = 0", "--grid", "0,3,31",
-              "--bins", "0,1,4", "--plot", str(png)],
+              "--bins", "0,1,4", "--plot", str(png), "--truth", str(truth)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
