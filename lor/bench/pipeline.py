@@ -82,10 +82,13 @@ def write_simulated_catalog(path: Path, n: int, n_tracts: int, seed: int = 1) ->
     import pyarrow.parquet as pq
 
     from lor.emulators.registry import load_shipped_emulator
+    from lor.inference.prior_registry import estimator_prior
+    from lor.inference.registry import load_shipped_estimator
     from lor.inference.simulate import simulate_catalog
 
     emulator = load_shipped_emulator()
-    cat = simulate_catalog(n, emulator, seed=seed, years=10.0, error_scatter=0.05)
+    prior = estimator_prior(load_shipped_estimator().spec)
+    cat = simulate_catalog(n, emulator, prior, seed=seed, years=10.0, error_scatter=0.05)
     rng = np.random.default_rng(seed)
     index = rng.integers(0, n_tracts, n)
     cols: dict[str, np.ndarray] = {
@@ -104,10 +107,11 @@ def write_simulated_catalog(path: Path, n: int, n_tracts: int, seed: int = 1) ->
 def bench_priors(engine: Engine, labels: tuple[str, ...]) -> dict[str, int]:
     """One copy of the interim prior per run, so each run's model bundle is its own."""
     from lor.db.model_store import register_prior_version
-    from lor.inference.prior import PopulationPrior
+    from lor.inference.prior_registry import estimator_prior
+    from lor.inference.registry import load_shipped_estimator
     from lor.pipeline.demo import INTERIM_PRIOR_NAME
 
-    record = PopulationPrior().as_record()
+    record = estimator_prior(load_shipped_estimator().spec).as_record()
     with engine.begin() as conn:
         return {
             label: register_prior_version(

@@ -42,7 +42,7 @@ from lor.bench.pipeline import (
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
-from lor.hierarchy.calibrate import VALIDATION_SHIFT
+from lor.hierarchy.calibrate import validation_shift
 
 
 def _flag_fraction(engine, run_id: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
@@ -73,7 +73,7 @@ HYPER_OBJECTS = 20_000
 
 def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """The whole loop on a simulated survey whose population differs from the interim prior
-    (:data:`VALIDATION_SHIFT`) and whose tracts carry injected zeropoint offsets
+    (:func:`lor.hierarchy.calibrate.validation_shift`) and whose tracts carry injected zeropoint offsets
     (U(-0.03, 0.03) mag, every band) and noise scalings (U(1.0, 1.15)):
 
     1. interim posteriors of the uncalibrated catalog (the shipped estimator);
@@ -90,16 +90,18 @@ def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> di
     from lor.hierarchy.reweight import PosteriorReweighter
     from lor.hierarchy.zeropoints import PopulationDensity, fit_tract
     from lor.inference.amortized import PhotometryPosteriors
-    from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
+    from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
     from lor.inference.simulate import simulate_catalog
     from lor.inference.validation import mcmc_reference, photoz_metrics
 
     emulator = load_shipped_emulator()
     posteriors = PhotometryPosteriors(load_shipped_estimator(), emulator)
+    interim = estimator_prior(posteriors.estimator.spec)
+    shift = validation_shift(interim)
     bands = list(emulator.band_names)
     ref = bands.index("i")
-    truth = PopulationPrior(INTERIM_HYPERPARAMETERS | VALIDATION_SHIFT)
+    truth = interim.with_hyperparameters(interim.hyperparameters | shift)
     rng = np.random.default_rng(31)
     zp_true = rng.uniform(-0.03, 0.03, (tracts, len(bands)))
     scale_true = rng.uniform(1.0, 1.15, (tracts, len(bands)))
@@ -111,14 +113,14 @@ def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> di
     z_true = np.concatenate([c.theta[:, 0] for c in cats])
     tract = np.repeat(np.arange(tracts), per_tract)
     before = posteriors.infer(flux, err, seed=1)
-    free = list(VALIDATION_SHIFT)
+    free = list(shift)
     # Hyperparameters from an even subset (the fit's cost grows with 64 draws per object).
     sub = np.linspace(0, len(flux) - 1, min(HYPER_OBJECTS, len(flux))).astype(int)
-    first = fit_hyperparameters(posteriors, before.params[sub], free)
+    first = fit_hyperparameters(posteriors, before.params[sub], free, interim)
     echo(f"loop: hyperparameters from uncalibrated posteriors {first.hyperparameters}")
 
     t0 = time.perf_counter()
-    density = PopulationDensity.simulate(emulator, first.prior(PopulationPrior()), seed=5)
+    density = PopulationDensity.simulate(emulator, first.prior(interim), seed=5)
     density_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     fits = [fit_tract(density, t, bands, flux[tract == t], err[tract == t], "i",
@@ -134,13 +136,13 @@ def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> di
 
     after_raw = posteriors.infer(flux, err, zeropoint_offset=zp_fit[tract],
                                  noise_scale=scale_fit[tract], seed=1)  # fmt: skip
-    fit = fit_hyperparameters(posteriors, after_raw.params[sub], free)
-    prior = fit.prior(PopulationPrior())
+    fit = fit_hyperparameters(posteriors, after_raw.params[sub], free, interim)
+    prior = fit.prior(interim)
     zeros, ones = np.zeros_like(flux), np.ones_like(flux)
     data = posteriors.prepare(
         flux, err, zeropoint_offset=zp_fit[tract], noise_scale=scale_fit[tract]
     )
-    after = PosteriorReweighter(posteriors, PopulationPrior(), prior).reweight(
+    after = PosteriorReweighter(posteriors, interim, prior).reweight(
         after_raw.params, data.flux, data.err, None, None, zeros, ones, zeros, ones, seed=2
     )
     pick = np.linspace(0, len(flux) - 1, n_mcmc).astype(int)
@@ -161,10 +163,10 @@ def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> di
         "zp_density_s": density_s, "zp_fit_s": zp_fit_s,
         "hyper_fit_uncalibrated": {h: first.hyperparameters[h] for h in free},
         "hyper_fit": {h: {"fit": fit.hyperparameters[h], "err": fit.errors[h],
-                          "true": VALIDATION_SHIFT[h],
-                          "interim": INTERIM_HYPERPARAMETERS[h]} for h in free},
+                          "true": shift[h],
+                          "interim": interim.hyperparameters[h]} for h in free},
         "hyper_max_abs_pull": max(abs(fit.hyperparameters[h] - v) / fit.errors[h]
-                                  for h, v in VALIDATION_SHIFT.items()),
+                                  for h, v in shift.items()),
         "hyper_fit_median_ess": fit.median_ess,
         "reweighted_vs_mcmc_median_dz50": float(np.median(dz)),
         "interim_uncalibrated_vs_mcmc_median_dz50": float(np.median(dz_before)),
@@ -184,7 +186,7 @@ def run_reprocess_benchmark(
     from lor.db.calibration_store import create_calibration_version
     from lor.db.model_store import register_prior_version
     from lor.hierarchy.reweight import PriorRatio, reweight_by_cubature
-    from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
+    from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
     from lor.pipeline.demo import register_shipped_models
     from lor.pipeline.ingest import ingest_catalog
@@ -208,7 +210,8 @@ def run_reprocess_benchmark(
         clear_processor_cache()
         echo(f"parent run: {n} objects in {tracts} tracts")
 
-        new_prior = PopulationPrior(hyperparameters=INTERIM_HYPERPARAMETERS | VALIDATION_SHIFT)  # fmt: skip
+        interim = estimator_prior(load_shipped_estimator().spec)
+        new_prior = interim.with_hyperparameters(interim.hyperparameters | validation_shift(interim))
         rng = np.random.default_rng(3)
         with engine.begin() as conn:
             new_prior_id = register_prior_version(
@@ -231,7 +234,7 @@ def run_reprocess_benchmark(
                 {"r": parent}).scalars().all()  # fmt: skip
         params = np.asarray(stored, np.float32)
         rep = load_shipped_estimator().representation
-        ratio = PriorRatio(new_prior, PopulationPrior())
+        ratio = PriorRatio(new_prior, interim)
         reweight_by_cubature(rep, params[:2000], ratio)
         t0 = time.perf_counter()
         reweight_by_cubature(rep, params, ratio)
@@ -254,7 +257,7 @@ def run_reprocess_benchmark(
     out["data"] = (
         f"{n} objects simulated under the interim prior (shipped emulator, LSST 10-year depth, "
         f"i < 25.3) in {tracts} tracts, posteriors from the shipped estimator; new prior "
-        f"{VALIDATION_SHIFT}; calibration offsets U(-0.03, 0.03) mag in every band of "
+        f"{validation_shift(interim)}; calibration offsets U(-0.03, 0.03) mag in every band of "
         f"half the tracts. Loop validation: {validation_tracts} tracts x {validation_per_tract} "
         f"objects drawn from the shifted population, offsets U(-0.03, 0.03) mag and noise "
         f"scalings U(1.0, 1.15) in every band (seed 31); i-band offsets given (stellar "
