@@ -376,12 +376,20 @@ def reprocess_runs(
 
 
 def state_counts(conn: Connection, run_id: int) -> dict[str, int]:
+    """Objects of a run by state: its work items, and the ranges of a prior-only reprocess
+    run (:mod:`lor.db.prior_chunk_store`; an in-flight range counts as pending)."""
     counts = dict.fromkeys(("pending", "claimed", "done", "failed"), 0)
     rows = conn.execute(
-        text("SELECT state, count(*) FROM lor.work_items WHERE run_id = :r GROUP BY state"),
+        text(
+            """SELECT state, count(*) FROM lor.work_items WHERE run_id = :r GROUP BY state
+               UNION ALL
+               SELECT state, sum(objects) FROM lor.prior_chunks WHERE run_id = :r
+               GROUP BY state"""
+        ),
         {"r": run_id},
     ).all()
-    counts.update({state: n for state, n in rows})
+    for state, n in rows:
+        counts[state] += int(n)
     return counts
 
 
@@ -395,9 +403,14 @@ def open_run_ids(conn: Connection) -> list[int]:
 
 
 def pending_count(conn: Connection, run_id: int) -> int:
-    """Pending items of a run (uses the partial index of items not done)."""
+    """Pending objects of a run: items (through the partial index of items not done) and
+    those of pending prior ranges."""
     return conn.execute(
-        text("SELECT count(*) FROM lor.work_items WHERE run_id = :r AND state = 'pending'"),
+        text(
+            """SELECT (SELECT count(*) FROM lor.work_items WHERE run_id = :r AND state = 'pending')
+                    + (SELECT coalesce(sum(objects), 0) FROM lor.prior_chunks
+                       WHERE run_id = :r AND state = 'pending')"""
+        ),
         {"r": run_id},
     ).scalar_one()
 
@@ -408,10 +421,17 @@ def runs_with_pending_work(conn: Connection) -> dict[int, int]:
         text(
             """SELECT w.run_id, count(*) FROM lor.work_items w
                JOIN lor.processing_runs r ON r.id = w.run_id AND r.status = 'open'
-               WHERE w.state = 'pending' GROUP BY w.run_id"""
+               WHERE w.state = 'pending' GROUP BY w.run_id
+               UNION ALL
+               SELECT c.run_id, sum(c.objects) FROM lor.prior_chunks c
+               JOIN lor.processing_runs r ON r.id = c.run_id AND r.status = 'open'
+               WHERE c.state = 'pending' GROUP BY c.run_id"""
         )
     ).all()
-    return {rid: n for rid, n in rows}
+    out: dict[int, int] = {}
+    for rid, n in rows:
+        out[rid] = out.get(rid, 0) + int(n)
+    return out
 
 
 def recent_posteriors(conn: Connection, run_id: int, seconds: float) -> tuple[int, float]:
@@ -441,6 +461,9 @@ def finish_if_done(conn: Connection, run_id: int | None = None) -> list[int]:
                      AND NOT EXISTS (
                        SELECT 1 FROM lor.work_items w
                        WHERE w.run_id = r.id AND w.state IN ('pending', 'claimed'))
+                     AND NOT EXISTS (
+                       SELECT 1 FROM lor.prior_chunks c
+                       WHERE c.run_id = r.id AND c.state = 'pending')
                    RETURNING r.id"""
             ),
             {"r": run_id},

@@ -64,6 +64,12 @@ objects, no more than two fresh computations with different seeds differ (255), 
 the statistic's few posterior draws. Carrying both saves the emulator calls of the fit check.
 """
 
+PRIOR_ONLY_CARRIED = Flag.BAD_INPUT | Flag.MISSING_BANDS | DATA_CHECKS | Flag.UNCALIBRATED_TRACT
+"""Flags of a parent posterior that a change of prior alone leaves as they were: those of the
+photometry and the calibration (:data:`DATA_CHECKS` says why the data checks stay)."""
+PRIOR_SLICE = 4096
+"""Objects per slice of a prior-only update (memory of the per-component temporaries)."""
+
 
 class PriorRatio:
     """``log pi_new(theta) - log pi_old(theta)``, from only the prior factors that differ.
@@ -281,6 +287,41 @@ class PosteriorReweighter:
         if parent_flags is not None:
             flags[carried] |= np.asarray(parent_flags)[carried] & DATA_CHECKS
         return InferenceResult(params, summaries, flags, method, chi2, density)
+
+    def reweight_prior(
+        self, parent_params: np.ndarray, parent_flags: np.ndarray
+    ) -> tuple[InferenceResult, np.ndarray]:
+        """New rows, summaries and flags after a change of prior alone, from the stored
+        posteriors and their flags without the photometry; and the rows (bool) the cubature
+        rule could not update, which need :meth:`reweight` with the photometry.
+
+        Under an unchanged calibration the likelihood is unchanged, so every flag read from
+        the data (:data:`PRIOR_ONLY_CARRIED`) is the parent's; the prior-edge flag is
+        recomputed. Runs in slices of :data:`PRIOR_SLICE` objects to bound the memory of
+        the per-component temporaries.
+        """
+        parent = np.asarray(parent_params, np.float32)
+        n = len(parent)
+        params = np.full((n, self.rep.floats_per_object), np.nan, np.float32)
+        ess = np.zeros(n)
+        for start in range(0, n, PRIOR_SLICE):
+            part = slice(start, start + PRIOR_SLICE)
+            params[part], ess[part] = reweight_by_cubature(self.rep, parent[part], self.prior_ratio)
+        redo = ess < CUBATURE_ESS_MIN
+        params[redo] = np.nan
+        flags = np.asarray(parent_flags, np.int32) & PRIOR_ONLY_CARRIED
+        done = np.flatnonzero(~redo)
+        summaries: dict[str, np.ndarray] = {}
+        if len(done):
+            post = self.posteriors
+            part_summaries = post.summaries(params[done])
+            summaries = {k: np.full(n, np.nan) for k in part_summaries}
+            for k, v in part_summaries.items():
+                summaries[k][done] = v
+            flags[done] |= post._edge_flags(params[done])  # noqa: SLF001 - same checks as inference
+        method = np.where(redo, "none", "reweighted").astype(object)
+        nan = np.full(n, np.nan)
+        return InferenceResult(params, summaries, flags, method, nan, nan.copy()), redo
 
     def _model_flux(self, theta: np.ndarray) -> np.ndarray:
         """Emulator fluxes (nJy) of parameter draws ``(N, S, D)`` -> ``(N, S, B)``."""

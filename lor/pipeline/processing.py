@@ -427,6 +427,10 @@ def process_batch(
     """
     worker = worker or default_worker()
     run, own = _run_and_processor(engine, run_id, processor)
+    if run.config.get("prior_chunk_objects"):  # one range of a prior-only reprocess run
+        from lor.pipeline.prior_chunks import process_chunks
+
+        return process_chunks(engine, run, worker, own, progress=False, limit=1)
     limits = _Limits.of(run, size)
     batch = _claim(engine, run_id, worker, limits)
     if batch is None:
@@ -467,6 +471,10 @@ def batches_needed(engine: Engine, run_id: int, size: int | None = None) -> int:
             return store.get_run(conn, run_id), store.pending_count(conn, run_id)
 
     run, pending = _retrying(count, "count")
+    if run.config.get("prior_chunk_objects"):  # a prior-only reprocess run: one per range
+        from lor.pipeline.prior_chunks import pending_ranges
+
+        return _retrying(lambda: pending_ranges(engine, run), "count")
     size = size or int(run.config.get("batch_size", store.DEFAULT_RUN_CONFIG["batch_size"]))
     return -(-pending // size)
 
@@ -514,6 +522,10 @@ def process_run(
     """
     worker = worker or default_worker()
     run, own = _run_and_processor(engine, run_id, processor)
+    if run.config.get("prior_chunk_objects"):  # set-based: no work items, no claims to beat for
+        from lor.pipeline.prior_chunks import process_chunks
+
+        return process_chunks(engine, run, worker, own, progress)
     with Heartbeat(engine, worker, "process"):
         return _process_run(engine, run, worker, own, _Limits.of(run, size), progress, echo)
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from lor.db import run_store as store
+from lor.db.prior_chunk_store import enqueue_chunks
 from lor.db.run_store import Run
 from lor.errors import ConfigError
 from lor.pipeline.runs import QueuedRun, check_run_config, lock_enqueue
@@ -29,6 +30,11 @@ from lor.version import code_version
 #: Run settings a reprocess run takes from its parent unless told otherwise: how its
 #: posteriors were made should be how their updates are made.
 INHERITED_CONFIG = ("mcmc_fallback",)
+#: Run config key of a prior-only reprocess run: objects per range of the parent run's
+#: posteriors (:mod:`lor.pipeline.prior_chunks`); 0 queues work items instead.
+PRIOR_CHUNKS = "prior_chunk_objects"
+PRIOR_CHUNK_OBJECTS = 16_384
+"""Default range: ~12 MB of parent rows, one transaction of a fraction of a second."""
 
 
 def create_reprocess_run(
@@ -57,6 +63,12 @@ def create_reprocess_run(
             conn, "calibration", calibration_version, parent.calibration_version_id
         )
         reasons = _reasons(parent, prior, calibration)
+        if reasons == ["prior"]:
+            settings.setdefault(PRIOR_CHUNKS, PRIOR_CHUNK_OBJECTS)
+            if not isinstance(settings[PRIOR_CHUNKS], int) or settings[PRIOR_CHUNKS] < 0:
+                raise ConfigError(f"{PRIOR_CHUNKS} must be an integer >= 0 (0: work items)")
+        else:
+            settings.pop(PRIOR_CHUNKS, None)  # a calibration change reads the photometry
         if settings.get("marginalize_hyperparameters"):  # refuse now, not in every worker
             from lor.pipeline.amortized_processor import fitted_uncertainty
 
@@ -74,8 +86,13 @@ def create_reprocess_run(
             conn, name, parent.release_id, versions, code_version(), settings,
             kind="reprocess", parent_run_id=parent.id,
         )  # fmt: skip
-        every_tract = "prior" in reasons  # the whole parent run: no tract filter needed
-        enqueued = store.enqueue_reprocess(conn, run_id, parent.id, None if every_tract else tracts)
+        if settings.get(PRIOR_CHUNKS):  # prior only: ranges of the parent run, set-based
+            enqueued = enqueue_chunks(conn, run_id, parent.id, int(settings[PRIOR_CHUNKS]))
+        else:
+            every_tract = "prior" in reasons  # the whole parent run: no tract filter needed
+            enqueued = store.enqueue_reprocess(
+                conn, run_id, parent.id, None if every_tract else tracts
+            )
         store.finish_if_done(conn, run_id)
         return QueuedRun(store.get_run(conn, run_id), enqueued)
 

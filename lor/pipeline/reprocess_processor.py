@@ -82,6 +82,22 @@ class ReprocessProcessor:
             representation_version=self.rep.version,
         )
 
+    def reweight_prior(
+        self, parent_params: np.ndarray, parent_ood_flags: np.ndarray
+    ) -> tuple[PosteriorBatch, np.ndarray]:
+        """The set-based path of a prior change (:mod:`lor.pipeline.prior_chunks`): new
+        posteriors from the stored ones and their flags alone, and the rows (bool) that
+        need :meth:`process` with their photometry (the cubature rule fell short)."""
+        result, redo = self.reweighter.reweight_prior(parent_params, parent_ood_flags)
+        return PosteriorBatch(
+            params=result.params,
+            summaries=result.summaries,
+            ood_flags=result.flags,
+            method=result.method,
+            representation_name=self.rep.name,
+            representation_version=self.rep.version,
+        ), redo
+
 
 def reprocess_processor(run: Run) -> ReprocessProcessor:
     """Processor factory of reprocess runs (see the module docstring)."""

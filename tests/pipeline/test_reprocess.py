@@ -219,7 +219,9 @@ def test_new_prior_queues_every_posterior_with_params(
     engine: Engine, parent: dict[str, Any]
 ) -> None:
     run, ids = parent["run"], parent["ids"]
-    queued = create_reprocess_run(engine, run.id, prior_version=ids["p2"])
+    queued = create_reprocess_run(
+        engine, run.id, prior_version=ids["p2"], config={"prior_chunk_objects": 0}
+    )  # work items, as a calibration change queues them
     assert queued.enqueued == N_OBJECTS - 1  # the object without a posterior is left out
     plan = queued.run.config["reprocess"]
     assert plan["reasons"] == ["prior"] and len(plan["affected_tracts"]) > 3
@@ -327,4 +329,138 @@ def test_real_reweighting_of_a_few_example_objects(
     moved = [r.log_mstar_q50 - parents[r.parent_posterior_id].log_mstar_q50 for r in rows]
     assert np.median(moved) > 0  # a heavier mass function pulls masses up
     assert _rows(engine, run.id) == before
+    clear_processor_cache()
+
+
+class FastShift(ShiftProcessor):
+    """A processor with the set-based prior path: params + 1 from the stored rows alone,
+    except rows whose first parameter is a multiple of 5, left to :meth:`process` (which
+    sees their photometry), as the cubature rule leaves a few objects."""
+
+    def __init__(self, die_on_range: int | None = None) -> None:
+        self.ranges, self.die_on_range = 0, die_on_range
+
+    def reweight_prior(
+        self, parent_params: np.ndarray, parent_ood_flags: np.ndarray
+    ) -> tuple[PosteriorBatch, np.ndarray]:
+        self.ranges += 1
+        if self.ranges == self.die_on_range:
+            raise KeyboardInterrupt  # the worker is killed while it computes this range
+        redo = parent_params[:, 0] % 5 == 0
+        params = np.where(redo[:, None], np.nan, parent_params + 1.0).astype(np.float32)
+        return PosteriorBatch(
+            params=params,
+            summaries={"z_q50": params[:, 0] / 1000.0},
+            ood_flags=parent_ood_flags & 3,
+            method=np.where(redo, "none", "reweighted"),
+            representation_name="test-flux",
+            representation_version="1",
+        ), redo
+
+    def process(self, batch: ObjectBatch) -> PosteriorBatch:
+        assert np.isfinite(batch.flux).any(axis=1).all()  # the photometry came along
+        return super().process(batch)
+
+
+def _ranges(engine: Engine, run_id: int) -> list[Any]:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT * FROM lor.prior_chunks WHERE run_id = :r ORDER BY tract_id, chunk"),
+            {"r": run_id},
+        ).all()
+
+
+def test_prior_change_in_ranges_exactly_once_after_a_kill(
+    engine: Engine, parent: dict[str, Any]
+) -> None:
+    run, ids = parent["run"], parent["ids"]
+    queued = create_reprocess_run(
+        engine, run.id, prior_version=ids["p2"], config={"prior_chunk_objects": 3}
+    )
+    new, n = queued.run, queued.enqueued
+    assert n == N_OBJECTS - 1 and new.config["prior_chunk_objects"] == 3
+    ranges = _ranges(engine, new.id)
+    assert sum(r.objects for r in ranges) == n and max(r.objects for r in ranges) == 3
+    assert all(r.first_object_id <= r.last_object_id and r.state == "pending" for r in ranges)
+    assert exactly_once(engine, new.id)["items"] == 0  # no per-object work items
+    assert run_status(engine, new.id).counts["pending"] == n
+
+    with pytest.raises(KeyboardInterrupt):
+        process_run(engine, new.id, processor=FastShift(die_on_range=3), progress=False)
+    done = [r for r in _ranges(engine, new.id) if r.state == "done"]
+    assert len(done) in (1, 2)  # the ranges stored before the kill; nothing of the third
+    assert exactly_once(engine, new.id)["posteriors"] == sum(r.objects for r in done)
+
+    counts = process_run(engine, new.id, processor=FastShift(), progress=False)
+    assert (counts.done, counts.failed) == (n - sum(r.objects for r in done), 0)
+    assert run_status(engine, new.id).run.status == "complete"
+    assert run_status(engine, new.id).counts == {"pending": 0, "claimed": 0, "done": n, "failed": 0}
+    once = exactly_once(engine, new.id)
+    assert once["posteriors"] == once["objects"] == n
+    parents = {r.posterior_id: r for r in _rows(engine, run.id)}
+    rows = _rows(engine, new.id)
+    for r in rows:
+        mother = parents[r.parent_posterior_id]
+        assert r.object_id == mother.object_id and r.tract_id == mother.tract_id
+        assert r.posterior_id == posterior_ids(new.id, [r.object_id])[0]
+        assert r.method == "reweighted" and r.input_hash == mother.input_hash
+        np.testing.assert_allclose(r.params, np.asarray(mother.params) + 1.0)
+    assert process_run(engine, new.id, processor=FastShift(), progress=False).claimed == 0
+
+
+def test_a_failing_range_is_retried_then_failed(engine: Engine, parent: dict[str, Any]) -> None:
+    class Broken(FastShift):
+        def reweight_prior(self, *args: Any) -> tuple[PosteriorBatch, np.ndarray]:
+            raise ValueError("no")
+
+    queued = create_reprocess_run(
+        engine, parent["run"].id, prior_version=parent["ids"]["p2"],
+        config={"prior_chunk_objects": 100, "max_attempts": 2},
+    )  # fmt: skip
+    counts = process_run(engine, queued.run.id, processor=Broken(), progress=False)
+    n = queued.enqueued  # each range tried twice in the same pass, as items are
+    assert (counts.claimed, counts.retried, counts.failed, counts.done) == (2 * n, n, n, 0)
+    ranges = _ranges(engine, queued.run.id)
+    assert {(r.state, r.attempts, r.last_error) for r in ranges} == {
+        ("failed", 2, "ValueError: no")
+    }
+    assert exactly_once(engine, queued.run.id)["posteriors"] == 0
+
+
+def test_prior_ranges_store_what_work_items_store(
+    lor_env: str, engine: Engine, tmp_path: Path, monkeypatch
+) -> None:
+    """Shipped models: a prior change through ranges and through work items, same rows."""
+    from lor.db.model_store import register_prior_version
+    from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
+    from lor.pipeline.demo import register_shipped_models
+    from lor.pipeline.ingest import ingest_catalog
+
+    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
+    clear_processor_cache()
+    ids = register_shipped_models(engine)
+    ingest_catalog(engine, _example_subset(tmp_path, 40), "ex", progress=False)
+    run = create_run(engine, "ex", name="amortized", prior=ids["prior"]).run
+    process_run(engine, run.id, progress=False)
+    record = PopulationPrior(INTERIM_HYPERPARAMETERS | {"z0": 0.7, "av_scale": 0.4}).as_record()
+    rows = {}
+    for chunk in (7, 0):
+        with engine.begin() as conn:
+            prior = register_prior_version(conn, f"shifted-{chunk}", record, "manual", {})
+        queued = create_reprocess_run(engine, run.id, prior, config={"prior_chunk_objects": chunk})
+        counts = process_run(engine, queued.run.id, progress=False)
+        assert counts.done == queued.enqueued > 30
+        rows[chunk] = {r.object_id: r for r in _rows(engine, queued.run.id)}
+    assert rows[7].keys() == rows[0].keys()
+    for oid, r in rows[7].items():
+        w = rows[0][oid]
+        assert (r.method, r.ood_flags, r.parent_posterior_id) == (
+            w.method, w.ood_flags, w.parent_posterior_id,
+        )  # fmt: skip
+        np.testing.assert_array_equal(r.params, w.params)
+        assert (r.z_q50, r.log_mstar_q16, r.log_sfr_q84) == (
+            w.z_q50,
+            w.log_mstar_q16,
+            w.log_sfr_q84,
+        )
     clear_processor_cache()
