@@ -19,6 +19,7 @@ from lor.bench.synthetic_catalog import synthetic_object_table
 from lor.pipeline.ingest import ingest_catalog
 from lor.pipeline.processing import process_run
 from lor.pipeline.runs import create_run
+from lor.posteriors.synthetic import random_params
 from lor.query import nz as nzq
 from lor.query import sky
 from tests.db.test_posterior_views import GmmProcessor, gmm_flow, register_estimator_row
@@ -245,3 +246,44 @@ def test_cli_nz_cone_and_xmatch(lor_env: str, engine: Engine, tmp_path: Path) ->
     assert pq.read_table(out)["idx"].to_pylist() == list(range(20))
     res = runner.invoke(cli, ["nz", str(run_id), "--grid", "3,0,31"])
     assert res.exit_code == 2 and "zmin < zmax" in res.output
+
+
+def test_embedded_postgresql_16_has_the_same_sky_index_and_nz(tmp_path: Path) -> None:
+    """The embedded default (pgserver's PostgreSQL 16, no extensions) runs 0005 natively."""
+    import subprocess
+    import sys
+
+    env = {"LOR_HOME": str(tmp_path / "home"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "HOME": str(tmp_path)}  # fmt: skip
+    script = "from lor.cli.main import cli; import sys; sys.argv=['lor']+sys.argv[1:]; cli()"
+
+    def lor(*args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+        return subprocess.run([sys.executable, "-c", script, *args], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    table = synthetic_object_table(3000, seed=4)  # ra 50-60, dec -40..-30
+    path = write_catalog(table, tmp_path / "c.parquet")
+    try:
+        assert lor("db", "upgrade").returncode == 0
+        assert lor("ingest", str(path), "--release", "DR1").returncode == 0
+        url = lor("db", "url").stdout.strip()
+        flow = gmm_flow()
+        p = random_params(flow, 3, seed=2, width_range=(0.05, 0.8))
+        rows = ", ".join("('{" + ",".join(repr(float(v)) for v in r) + "}'::real[])" for r in p)
+        sql = f"""SELECT current_setting('server_version_num');
+            SELECT count(*) FROM lor.cone_objects(55, -35, 0.3);
+            EXPLAIN SELECT * FROM lor.cone_posteriors(55, -35, 0.3);
+            SELECT array_to_string(lor.nz(x, 0, 3, 31), ',') FROM (VALUES {rows}) AS v(x);"""
+        out = subprocess.run(["psql", url, "-At", "-c", sql], capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.strip().splitlines()
+        assert lines[0].startswith("16")
+        ra, dec = table["coord_ra"].to_numpy(), table["coord_dec"].to_numpy()
+        assert int(lines[1]) == len(_truth(ra, dec, 55.0, -35.0, 0.3)) > 0
+        assert any("sky_key_idx" in line for line in lines[2:-1])
+        got = np.array([float(v) for v in lines[-1].split(",")])
+        want = nzq.stacked_pdf(flow, p, np.linspace(0, 3, 31))
+        assert np.max(np.abs(got - want)) < TOL
+    finally:
+        lor("db", "stop")
