@@ -12,7 +12,8 @@ estimator and the default run settings (600 s lease, heartbeats, dead after 10 s
 - ``celery``: a Celery worker (prefork, no beat) is killed with its whole process group the
   same way and started again, without ``--beat`` and without a new dispatch;
 - ``redis``: a worker with ``--beat`` runs; mid-run the broker is killed, stays down 2 s and
-  comes back empty (every queued message is lost);
+  comes back empty (every queued message is lost); its recovery counts the first posterior
+  of work claimed after the restart (the batch being computed meanwhile is not touched);
 - ``pg_drop``: mid-run every database connection of the worker is terminated
   (``pg_terminate_backend``; the server is not restarted).
 
@@ -158,21 +159,37 @@ def _db_now(engine: Engine) -> Any:
         return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
 
 
-def _first_after(engine: Engine, run_id: int, since: Any) -> Any:
+def _first_after(engine: Engine, run_id: int, since: Any, skip: list[uuid.UUID]) -> Any:
     with engine.connect() as conn:
         return conn.execute(
             text(
-                "SELECT min(created_at) FROM lor.posteriors WHERE run_id = :r AND created_at > :t"
+                """SELECT min(created_at) FROM lor.posteriors
+                   WHERE run_id = :r AND created_at > :t AND NOT (object_id = ANY(:skip))"""
             ),
-            {"r": run_id, "t": since},
+            {"r": run_id, "t": since, "skip": skip},
         ).scalar_one()
 
 
-def _wait_first_after(engine: Engine, run_id: int, since: Any, timeout: float) -> float | None:
-    """Seconds from ``since`` to the first posterior stored after it (None: none in time)."""
+def _claimed(engine: Engine, run_id: int) -> list[uuid.UUID]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT object_id FROM lor.work_items WHERE run_id = :r AND state = 'claimed'"
+                ),
+                {"r": run_id},
+            ).scalars()
+        )
+
+
+def _wait_first_after(
+    engine: Engine, run_id: int, since: Any, timeout: float, skip: list[uuid.UUID] | None = None
+) -> float | None:
+    """Seconds from ``since`` to the first posterior stored after it, of an object not in
+    ``skip`` (None: nothing left to store; infinite: none within ``timeout``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        first = _first_after(engine, run_id, since)
+        first = _first_after(engine, run_id, since, skip or [])
         if first is not None:
             return (first - since).total_seconds()
         if _remaining(engine, run_id) == 0:
@@ -251,15 +268,21 @@ def _kill_points(
 
 
 def _fault_once(engine: Engine, run_id: int, fault: Callable[[], None], rng: random.Random,
-                window_s: float) -> float | None:  # fmt: skip
-    """Wait for the run to store something, then inject ``fault`` at a random point."""
+                window_s: float, skip_in_flight: bool) -> float | None:  # fmt: skip
+    """Wait for the run to store something, then inject ``fault`` at a random point.
+
+    ``skip_in_flight``: the recovery is the first posterior of work claimed after the fault
+    (a broker restart does not touch the batch a worker is computing; its completion says
+    nothing about the lost messages being re-sent).
+    """
     _wait_first_after(engine, run_id, _db_now(engine), START_S)
     time.sleep(rng.uniform(0, window_s))
     if not _remaining(engine, run_id):
         return None  # finished first: no fault injected
+    in_flight = _claimed(engine, run_id) if skip_in_flight else []
     at = _db_now(engine)
     fault()
-    return _wait_first_after(engine, run_id, at, START_S)
+    return _wait_first_after(engine, run_id, at, START_S, in_flight)
 
 
 def _terminate_worker_connections(engine: Engine) -> None:
@@ -307,7 +330,7 @@ def _scenario(
         running.append(_celery(url, redis.url, queue, log, beat=True))
         _dispatch(redis.url, queue, run_id)
         fault = redis.restart if name == "redis" else lambda: _terminate_worker_connections(engine)
-        one = _fault_once(engine, run_id, fault, rng, window_s)
+        one = _fault_once(engine, run_id, fault, rng, window_s, skip_in_flight=name == "redis")
         echo(f"  {name}: first posterior {one} s after the fault")
         return ([] if one is None else [one]), int(one is not None)
     finally:

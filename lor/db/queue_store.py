@@ -492,16 +492,18 @@ def requeue_expired(
         text(
             """WITH dead AS (
                    SELECT k.name, format('no heartbeat from %s for %s s', k.name,
-                              round(extract(epoch FROM now() - k.heartbeat_at))) AS why
+                              round(extract(epoch FROM now() - k.heartbeat_at))) AS why,
+                          2 AS rank
                    FROM lor.workers k
                    WHERE CAST(:dead_after AS double precision) IS NOT NULL
                      AND k.heartbeat_at < now() - make_interval(secs => :dead_after)
                    UNION ALL
-                   SELECT h, format('%s is no longer running', h)
+                   SELECT h, format('%s is no longer running', h), 1
                    FROM unnest(CAST(:dead AS text[])) AS h),
                picked AS (
                    SELECT w.tract_id, w.run_id, w.object_id,
-                          coalesce((SELECT d.why FROM dead d WHERE d.name = w.claimed_by LIMIT 1),
+                          coalesce((SELECT d.why FROM dead d WHERE d.name = w.claimed_by
+                                    ORDER BY d.rank LIMIT 1),
                                    format('lease expired while claimed by %s', w.claimed_by))
                             AS why
                    FROM lor.work_items w

@@ -30,6 +30,8 @@ from lor.db import worker_store
 from lor.db.worker_store import Holder
 
 log = logging.getLogger(__name__)
+#: Rows of processes silent this long, holding no claims, are deleted by the sweep.
+FORGET_AFTER_S = 86_400.0
 
 
 class Heartbeat:
@@ -118,7 +120,11 @@ def requeue_dead(conn_engine: Engine, run_id: int | None = None) -> dict[int, in
     dead_after = get_settings().dead_after_s
     with conn_engine.begin() as conn:
         here = dead_here(worker_store.holders(conn, run_id))
-        return queue.requeue_expired(conn, run_id, dead_after, here)
+        requeued = queue.requeue_expired(conn, run_id, dead_after, here)
+    if run_id is None:  # a sweep over all runs: forget processes silent for a day
+        with conn_engine.begin() as conn:
+            worker_store.prune(conn, FORGET_AFTER_S)
+    return requeued
 
 
 def describe_wait(holders: Sequence[Holder], dead_after_s: float) -> str:
