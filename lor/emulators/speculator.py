@@ -120,7 +120,10 @@ class SpeculatorEmulator:
         self._dm = tf.constant(arrays["dm"], tf.float32)
         self.network = SpeculatorNetwork(len(FEATURES), len(self.band_names), spec["hidden"])
         self.network.assign(arrays)
-        self._predict = tf.function(self._graph, jit_compile=True, reduce_retracing=True)
+        # One trace for any batch length (XLA still compiles once per bucket shape): a trace
+        # per shape made TF warn of retracing in every bench that loads models twice.
+        rows = tf.TensorSpec([None, len(self.param_names)], tf.float32)
+        self._predict = tf.function(self._graph, jit_compile=True, input_signature=[rows])
 
     # -- construction ------------------------------------------------------------------
     @classmethod

@@ -115,7 +115,13 @@ class AmortizedEstimator:
             arrays.get("chol_scale", np.ones(self.representation.n_dim)), np.float32
         )
         self._multiplier = tf.constant(chol_multiplier(self.representation, self.chol_scale))
-        self._forward = tf.function(self._graph, jit_compile=True, reduce_retracing=True)
+        self._forward = self._compiled()
+
+    def _compiled(self):  # type: ignore[no-untyped-def]
+        """The network and output layer, traced once for any batch length (XLA compiles once
+        per bucket shape of :func:`lor.batching.padded_batches`): no retracing."""
+        rows = tf.TensorSpec([None, 3 * len(self.band_names)], tf.float32)
+        return tf.function(self._graph, jit_compile=True, input_signature=[rows])
 
     @classmethod
     def load(cls, folder: Path, sha256: str) -> AmortizedEstimator:
@@ -141,7 +147,7 @@ class AmortizedEstimator:
         """Widen (>1) or narrow (<1) every posterior along each parameter (recalibration)."""
         self.chol_scale = np.asarray(scale, np.float32)
         self._multiplier = tf.constant(chol_multiplier(self.representation, self.chol_scale))
-        self._forward = tf.function(self._graph, jit_compile=True, reduce_retracing=True)
+        self._forward = self._compiled()
 
     def standardized(self, features: np.ndarray) -> np.ndarray:
         return (features - self._x_mean.numpy()) / self._x_std.numpy()
