@@ -40,14 +40,19 @@ def runs(conn: Connection) -> list[dict[str, Any]]:
 
 
 def progress(conn: Connection, run_id: int, buckets: int = 60) -> dict[str, list[float]]:
-    """Items done and failed over time (cumulative, ``buckets`` steps from the run's start).
+    """Items done and failed over time (cumulative, ``buckets`` steps from the run's start to
+    now, or to its last stored item once it is complete).
 
     Done comes from the posteriors' ``created_at``; failed from the failed items'
     ``updated_at``; the rest of the run's items were pending or claimed at each time.
     """
     row = conn.execute(
         text(
-            """SELECT extract(epoch FROM r.created_at), extract(epoch FROM now()),
+            """SELECT extract(epoch FROM r.created_at),
+                      extract(epoch FROM CASE WHEN r.status = 'open' THEN now() ELSE greatest(
+                          (SELECT max(created_at) FROM lor.posteriors p WHERE p.run_id = r.id),
+                          (SELECT max(updated_at) FROM lor.work_items w WHERE w.run_id = r.id),
+                          r.created_at + interval '1 second') END),
                       (SELECT count(*) FROM lor.work_items w WHERE w.run_id = r.id)
                FROM lor.processing_runs r WHERE r.id = :r"""
         ),
