@@ -156,3 +156,17 @@ def test_lor_process_killed_then_rerun_completes_without_waiting_for_the_lease(
     assert time.monotonic() - t0 < 60  # not the 600 s lease
     _exactly(engine, run.id, n)
     assert "complete" in second.stdout
+
+
+def test_lor_status_without_a_run_names_stalled_runs(engine, tmp_path, lor_env) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from lor.cli.main import cli
+
+    ingest_synthetic(engine, tmp_path, 12)
+    create_run(engine, "DR1", name="forgotten")
+    result = CliRunner().invoke(cli, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "run 1 (forgotten)" in result.output
+    assert "STALLED: no posterior in the last 60 s" in result.output
+    assert "lor process forgotten" in result.output
