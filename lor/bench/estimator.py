@@ -11,11 +11,19 @@ per-object speedup.
 from __future__ import annotations
 
 import os
-import time
-from typing import Any
+import statistics
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lor.bench.harness import (
+    MIN_REPEATS,
+    bench_report,
+    rate_figures,
+    repeat,
+    time_figures,
+    timings,
+)
 from lor.inference.validation import (
     coverage,
     mcmc_reference,
@@ -24,14 +32,20 @@ from lor.inference.validation import (
     recovery_metrics,
 )
 
+if TYPE_CHECKING:
+    from lor.inference.estimator import AmortizedEstimator
+
 HELD_OUT_SEED = 555_000_123
 HELD_OUT_ERROR_SCATTER_DEX = 0.05
 
 
 def evaluate(
-    n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SEED
-) -> dict[str, Any]:
-    """All figures plus the arrays ``lor validate`` plots (under the key ``arrays``)."""
+    n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SEED,
+    repeats: int = MIN_REPEATS,
+) -> dict[str, Any]:  # fmt: skip
+    """All figures plus the arrays ``lor validate`` plots (under the key ``arrays``); timings
+    are medians of ``repeats`` (:mod:`lor.bench.harness`), accuracy from the first repeat
+    (every repeat computes the same posteriors)."""
     from lor.emulators.registry import load_shipped_emulator
     from lor.inference.amortized import PhotometryPosteriors
     from lor.inference.prior_registry import estimator_prior
@@ -50,10 +64,12 @@ def evaluate(
         prior=estimator_prior(estimator.spec),
         error_scatter=HELD_OUT_ERROR_SCATTER_DEX,
     )
-    engine.infer(cat.flux[:256], cat.flux_err[:256])  # compile
-    t0 = time.perf_counter()
-    result = engine.infer(cat.flux, cat.flux_err, seed=seed)
-    amortized_s = (time.perf_counter() - t0) / n_objects
+    engine.warm_up()  # compile every bucket shape, as a worker does before its first batch
+    seconds, results = timings(lambda _: engine.infer(cat.flux, cat.flux_err, seed=seed), repeats)
+    result = results[0]
+    amortized_s = statistics.median(seconds) / n_objects
+    features = engine.prepare(cat.flux, cat.flux_err).features(np.arange(n_objects))
+    network_s = repeat(lambda: estimator.posterior_params(features), repeats)
 
     z_true = cat.theta[:, 0]
     pit_z = np.asarray(rep.marginal(result.params, 0).cdf(z_true), np.float64).reshape(-1)
@@ -62,7 +78,14 @@ def evaluate(
         "pit_ks": pit_ks(pit_z),
         "coverage68_z": coverage(pit_z, 0.68),
         "coverage95_z": coverage(pit_z, 0.95),
-        "objects_per_s": 1.0 / amortized_s,
+        **rate_figures("objects_per_s", n_objects, seconds),
+        **rate_figures("network_objects_per_s", n_objects, network_s),
+        **_roofline(
+            estimator,
+            n_objects / statistics.median(seconds),
+            n_objects / statistics.median(network_s),
+            repeats,
+        ),
         "floats_per_object": rep.floats_per_object,
         "flagged_frac": float(np.mean(result.flags != 0)),
         "coverage_per_parameter": recovery_metrics(
@@ -79,17 +102,16 @@ def evaluate(
     if n_mcmc:
         idx = np.arange(n_mcmc)
         data = engine.prepare(cat.flux[idx], cat.flux_err[idx])  # model error included
-        t0 = time.perf_counter()
-        samples, acceptance = mcmc_reference(
-            emulator,
-            estimator_prior(estimator.spec),
-            rep,
-            result.params[idx],
-            data.flux,
-            data.err,
-            seed=seed,
+        prior = estimator_prior(estimator.spec)
+        mcmc_seconds, chains = timings(
+            lambda _: mcmc_reference(
+                emulator, prior, rep, result.params[idx], data.flux, data.err, seed=seed
+            ),
+            repeats,
         )
-        mcmc_s = (time.perf_counter() - t0) / n_mcmc
+        samples, acceptance = chains[0]
+        mcmc_s = statistics.median(mcmc_seconds) / n_mcmc
+        figures |= time_figures("mcmc_run_s", mcmc_seconds)
         z50_mcmc = np.median(samples[:, :, 0], axis=1)
         dz50 = np.abs(result.summaries["z_q50"][idx] - z50_mcmc) / (1 + z50_mcmc)
         figures |= {
@@ -115,7 +137,37 @@ def evaluate(
     return figures
 
 
-def run_estimator_benchmark(n_objects: int = 20_000, n_mcmc: int = 200) -> dict[str, Any]:
-    figures = evaluate(n_objects, n_mcmc)
-    figures.pop("arrays")
-    return figures
+def estimator_flops(estimator: AmortizedEstimator) -> int:
+    """Floating-point operations of one object through the network: the matrix products and
+    about 4 per hidden unit (SiLU: exp, add, divide, multiply)."""
+    sizes = [3 * len(estimator.band_names), *estimator.spec["hidden"]]
+    sizes.append(estimator.representation.n_raw)
+    matmul = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return matmul + 4 * sum(estimator.spec["hidden"])
+
+
+def _roofline(
+    estimator: AmortizedEstimator, objects_per_s: float, network_objects_per_s: float, repeats: int
+) -> dict[str, Any]:
+    """Network FLOPs per object x objects/s over this CPU's float32 matmul peak, measured
+    here (the best of the repeats: a peak), end to end and for the network alone."""
+    from lor.bench.emulator import matmul_flops_per_s
+
+    peak, flops = matmul_flops_per_s(repeats=repeats), estimator_flops(estimator)
+    return {
+        "roofline_fraction": flops * objects_per_s / peak,
+        "network_roofline_fraction": flops * network_objects_per_s / peak,
+        "network_time_fraction": objects_per_s / network_objects_per_s,
+        "network_flops_per_object": flops,
+        "matmul_flops_per_s": peak,
+    }
+
+
+def run_estimator_benchmark(
+    n_objects: int = 20_000, n_mcmc: int = 200, repeats: int = MIN_REPEATS
+) -> dict[str, Any]:
+    with bench_report("estimator", repeats) as out:
+        figures = evaluate(n_objects, n_mcmc, repeats=repeats)
+        figures.pop("arrays")
+        out |= figures
+    return out
