@@ -7,7 +7,6 @@ measures lor's work and not an SFH model's.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -30,36 +29,34 @@ def run_summaries_benchmark(
     repeats: int = 5,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Best-of-``repeats`` objects/s of ``summaries`` on synthetic posteriors (D=8).
+    """Objects/s of ``summaries`` on synthetic posteriors (D=8): the median of ``repeats``
+    with min and max (:mod:`lor.bench.harness`).
 
-    Wall-clock and CPU-time rates are both reported, with the load average, because a shared
-    machine's wall clock mostly measures the neighbours.
+    CPU-time rates are reported beside the wall-clock ones, with the load average, because a
+    shared machine's wall clock mostly measures the neighbours.
     """
+    from lor.bench.harness import bench_report, rate_figures
+
     lo, hi = box_arrays(default_training_box())
     flow = GaussianMixtureFlow(lo, hi, n_components)
     params = random_params(flow, n_objects, seed)
-    result: dict[str, Any] = {
-        "benchmark": "posterior_summaries",
-        "data": {
+    with bench_report("posterior_summaries", repeats) as result:
+        result["data"] = {
             "n_objects": n_objects,
             "n_components": n_components,
             "n_dim": flow.n_dim,
             "floats_per_object": flow.floats_per_object,
             "params": f"lor.posteriors.synthetic.random_params(seed={seed})",
             "n_samples_for_log_sfr": n_samples,
-        },
-        "cpu_count": os.cpu_count(),
-    }
-    for key, derived in (("analytic", None), ("with_log_sfr", _stand_in_log_sfr)):
-        wall, cpu = [], []
-        for _ in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            flow.summaries(params, derived=derived, n_samples=n_samples, seed=seed)
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-        result[f"{key}_objects_per_s"] = round(n_objects / min(wall))
-        result[f"{key}_median_objects_per_s"] = round(n_objects / float(np.median(wall)))
-        # CPU seconds are what a busy, shared machine still measures fairly.
-        result[f"{key}_objects_per_cpu_s"] = round(n_objects / min(cpu))
-    result["load_average_1min"] = os.getloadavg()[0]
+        }
+        for key, derived in (("analytic", None), ("with_log_sfr", _stand_in_log_sfr)):
+            wall, cpu = [], []
+            for _ in range(repeats):
+                t0, c0 = time.perf_counter(), time.process_time()
+                flow.summaries(params, derived=derived, n_samples=n_samples, seed=seed)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            result |= rate_figures(f"{key}_objects_per_s", n_objects, wall)
+            # CPU seconds are what a busy, shared machine still measures fairly.
+            result |= rate_figures(f"{key}_objects_per_cpu_s", n_objects, cpu)
     return result
