@@ -523,7 +523,7 @@ COMMENT ON FUNCTION lor.cone_objects(double precision, double precision, double 
 -- lor.latest_posteriors, plus sep_deg): over all runs, or only run p_run. "Latest" is as in
 -- lor.latest_posteriors: the newest object version that has a posterior, then the newest row.
 -- lor.cone_posteriors is the body, inlined where it is used (lor.cone, lor.crossmatch);
--- lor.cone wraps it with JIT off. The planner cannot know how few rows a cone holds, costs
+-- lor.cone wraps it with JIT off and a plan kept for the session. The planner cannot know how few rows a cone holds, costs
 -- the nested index searches in the millions, and would JIT-compile every query (0.4 s for a
 -- cone that takes 10 ms to run, seconds for a cross-match).
 CREATE OR REPLACE FUNCTION lor.cone_posteriors(
@@ -615,9 +615,15 @@ RETURNS TABLE (
   worker_host text,
   created_at timestamptz
 )
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET jit = off
-AS $$ SELECT * FROM lor.cone_posteriors(p_ra, p_dec, p_radius_deg, p_run) $$;
+AS $$
+BEGIN
+  -- PL/pgSQL keeps the plan of this query for the session: planning the nested index
+  -- searches over every partition costs more than running them.
+  RETURN QUERY SELECT * FROM lor.cone_posteriors(p_ra, p_dec, p_radius_deg, p_run);
+END
+$$;
 COMMENT ON FUNCTION lor.cone(double precision, double precision, double precision, integer) IS
   'Objects within radius_deg of (ra, dec) with their latest posterior (over all runs, or run p_run), '
   'through the sky index; sep_deg is the angular distance.';

@@ -7,8 +7,9 @@ with positions of their own spread over a ~9 deg^2 field (``fabricate_tract`` of
 
 - ``nz_query_s``: ``lor.nz(params, 0, 3, 301)`` over a 10% sample of the tract (~1e5
   objects, ``catalog_id % 10 = 0``);
-- ``cone_query_ms``: ``lor.cone(ra, dec, 0.1)`` (objects with their latest posterior) at
-  random centres in the field, and ``cone_objects_ms`` for the index search alone;
+- ``cone_query_ms``: ``lor.cone(ra, dec, 0.1)`` (objects with their latest posterior's
+  summaries) at 20 random centres in the field, ``cone_query_all_columns_ms`` with every
+  column (params too), and ``cone_objects_ms`` for the index search alone;
 - ``crossmatch_objects_per_s``: ``lor.crossmatch`` of 1e5 external positions (stored
   positions moved by ~0.3 arcsec; 10% moved by 10 arcsec, mostly unmatched), radius 1 arcsec;
 - ``pz_prob_query_s``: README's P(0.8 < z < 1.0) > 0.9 query over the tract as written, and
@@ -55,6 +56,9 @@ FROM lor.run_posteriors(:run)
 WHERE tract_id = :tract AND ood_flags = 0 AND lor.pz_prob(params, 0.8, 1.0) > 0.9"""
 PREFILTERED_QUERY = """SELECT catalog_id, z_q50, p_z
 FROM lor.run_posteriors_z_between(:run, :tract, 0.8, 1.0, 0.9) WHERE ood_flags = 0"""
+#: README's cone: summaries of every object within 0.1 deg (SELECT * adds the params arrays,
+#: which the Python client parses: ``cone_query_all_columns_ms``).
+CONE_QUERY = """SELECT catalog_id, sep_deg, z_q50, log_mstar_q50 FROM lor.cone(:ra, :dec, 0.1)"""
 NZ_QUERY = """SELECT lor.nz(params, :zmin, :zmax, :n), count(params)
 FROM lor.run_posteriors(:run) WHERE tract_id = :tract AND catalog_id % 10 = 0"""
 
@@ -128,20 +132,20 @@ def sql_figures(engine: Engine, run_id: int, repeats: int, n_external: int, echo
         echo(f"n(z) of {count} objects on {NZ_GRID[2]} points: {statistics.median(seconds):.2f} s")
 
         centres = _cone_centres(max(repeats, 20), rng)
-        cone_sql = text("SELECT * FROM lor.cone(:ra, :dec, 0.1)")
+        cone_sql = text(CONE_QUERY)
+        all_sql = text("SELECT * FROM lor.cone(:ra, :dec, 0.1)")
         objects_sql = text("SELECT count(*) FROM lor.cone_objects(:ra, :dec, 0.1)")
-        conn.execute(cone_sql, {"ra": centres[0, 0], "dec": centres[0, 1]}).all()  # plan cached
-        cone_s, found = [], []
+        conn.execute(cone_sql, {"ra": centres[0, 0], "dec": centres[0, 1]}).all()  # warm-up
+        cone_s, all_s, obj_s, found = [], [], [], []
         for ra, dec in centres:
-            t0 = time.perf_counter()
-            found.append(len(conn.execute(cone_sql, {"ra": ra, "dec": dec}).all()))
-            cone_s.append(time.perf_counter() - t0)
-        obj_s = []
-        for ra, dec in centres:
-            t0 = time.perf_counter()
-            conn.execute(objects_sql, {"ra": ra, "dec": dec}).scalar_one()
-            obj_s.append(time.perf_counter() - t0)
+            for sql, seconds in ((cone_sql, cone_s), (all_sql, all_s), (objects_sql, obj_s)):
+                t0 = time.perf_counter()
+                rows = conn.execute(sql, {"ra": ra, "dec": dec}).all()
+                seconds.append(time.perf_counter() - t0)
+                if sql is cone_sql:
+                    found.append(len(rows))
         out |= _stats("cone_query_ms", cone_s, 1e3) | _stats("cone_objects_ms", obj_s, 1e3)
+        out |= _stats("cone_query_all_columns_ms", all_s, 1e3)
         out |= {"cone_queries": len(centres), "cone_objects_median": float(np.median(found))}
         plan = "\n".join(
             conn.execute(
