@@ -18,10 +18,14 @@ steady rate runs from its first stored batch to its last.
 
 The SQL figure is a ``P(0.8 < z < 1.0) > 0.9`` query over ``sql_rows`` posteriors in one
 tract: the computed posteriors are copied (with fresh object and posterior ids) into one new
-tract under a separate run, the tables are analysed, and the query is timed best of 3, both
-as ``lor.run_posteriors_z_between`` (quantile prefilter through the index) and as the plain
+tract under a separate run, the tables are analysed, and the query is timed 3 times (median,
+min, max), both as ``lor.run_posteriors_z_between`` (quantile prefilter through the index) and as the plain
 query that evaluates ``lor.pz_prob`` on every row of the tract; both must select the same
 objects (checked again with a looser cut, whose answer is not empty).
+
+``bytes_per_posterior`` is the size of ``lor.posteriors`` (heap with TOAST, and every index,
+summed over its partitions) per row after the in-process and Celery runs, with its
+projection to 3.7e10 objects per run (``projected_tb_per_run``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, text
 
+from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, time_figures
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import REPO_ROOT, upgrade
@@ -328,24 +334,26 @@ def fabricate_tract(
 
 
 def _best_of(
-    engine: Engine, sql: str, params: dict[str, Any], repeat: int = 3, budget_s: float = 60.0
-) -> tuple[float, int]:
-    """Best time of ``repeat`` runs (fewer once ``budget_s`` is spent) and the rows returned.
+    engine: Engine, sql: str, params: dict[str, Any], repeat: int = MIN_REPEATS,
+    budget_s: float = 60.0,
+) -> tuple[list[float], int]:  # fmt: skip
+    """Seconds of ``repeat`` runs (fewer, but at least one, once ``budget_s`` is spent) and
+    the rows returned.
 
     Memoize is off: the fabricated rows repeat the same ``params`` arrays, which PostgreSQL
     would otherwise cache pz_prob results for, unlike on real, all-distinct posteriors.
     """
-    best, n, spent = float("inf"), -1, 0.0
+    seconds: list[float] = []
+    n = -1
     for _ in range(repeat):
         with engine.connect() as conn:
             conn.execute(text("SET enable_memoize = off"))
             t0 = time.perf_counter()
             n = len(conn.execute(text(sql), params).all())
-            took = time.perf_counter() - t0
-        best, spent = min(best, took), spent + took
-        if spent > budget_s:
+            seconds.append(time.perf_counter() - t0)
+        if sum(seconds) > budget_s:
             break
-    return best, n
+    return seconds, n
 
 
 def _index_conditions(plan: str) -> str:
@@ -381,18 +389,51 @@ def sql_figures(engine: Engine, run_id: int, rows: int) -> dict[str, Any]:
         with engine.connect() as conn:
             conn.execute(text("SET enable_memoize = off"))
             plan = "\n".join(conn.execute(text("EXPLAIN " + PREFILTERED_QUERY), params).scalars())
+        out |= time_figures(f"{key}_s", fast_s) | time_figures(f"{key}_full_scan_s", full_s)
         out |= {
-            f"{key}_s": fast_s,
-            f"{key}_full_scan_s": full_s,
             f"{key}_hits": fast_hits,
             f"{key}_uses_z_index": "z_q50 >= " in _index_conditions(plan),
         }
     summary_sql = """SELECT count(*) FROM lor.run_posteriors(:run)
                      WHERE tract_id = :tract AND z_q50 BETWEEN :z1 AND :z2"""
-    out["sql_summary_query_s"], _ = _best_of(
+    seconds, _ = _best_of(
         engine, summary_sql, {"run": run_id, "tract": SQL_TRACT, "z1": Z1, "z2": Z2}
     )
-    return out
+    return out | time_figures("sql_summary_query_s", seconds)
+
+
+def storage_figures(engine: Engine, objects: float = 3.7e10) -> dict[str, Any]:
+    """Bytes per stored posterior row (heap with TOAST, and every index) over all of
+    ``lor.posteriors``' partitions, and the projection to ``objects`` posteriors (TB)."""
+    with engine.connect() as conn:
+        rows, heap, indexes = conn.execute(
+            text(
+                """SELECT (SELECT count(*) FROM lor.posteriors),
+                          sum(pg_table_size(i.inhrelid)), sum(pg_indexes_size(i.inhrelid))
+                   FROM pg_inherits i WHERE i.inhparent = CAST('lor.posteriors' AS regclass)"""
+            )
+        ).one()
+        by_index = conn.execute(
+            text(
+                """SELECT p.relname, sum(pg_relation_size(c.oid))
+                   FROM pg_inherits i JOIN pg_index x ON x.indrelid = i.inhrelid
+                   JOIN pg_class c ON c.oid = x.indexrelid
+                   JOIN pg_inherits ip ON ip.inhrelid = c.oid
+                   JOIN pg_class p ON p.oid = ip.inhparent
+                   WHERE i.inhparent = CAST('lor.posteriors' AS regclass)
+                   GROUP BY p.relname ORDER BY 2 DESC"""
+            )
+        ).all()
+    per_row = (int(heap) + int(indexes)) / max(int(rows), 1)
+    return {
+        "bytes_per_posterior": per_row,
+        "bytes_per_posterior_heap": int(heap) / max(int(rows), 1),
+        "bytes_per_posterior_indexes": int(indexes) / max(int(rows), 1),
+        "bytes_per_posterior_by_index": {name: int(b) / max(int(rows), 1) for name, b in by_index},
+        "storage_rows": int(rows),
+        "projected_tb_per_run": per_row * objects / 1e12,
+        "projected_objects": objects,
+    }
 
 
 def run_pipeline_benchmark(
@@ -400,9 +441,16 @@ def run_pipeline_benchmark(
     tracts: int = 20,
     sql_rows: int = 1_000_000,
     batch_size: int = 2000,
+    repeats: int = MIN_REPEATS,
+    celery: bool = True,
     echo: Echo = print,
 ) -> dict[str, Any]:
-    """Run the benchmark (see the module docstring); returns the figures."""
+    """Run the benchmark (see the module docstring); returns the figures.
+
+    Each rate is the median of ``repeats`` runs over the same objects (each its own run and
+    prior copy), with min and max (:mod:`lor.bench.harness`). ``celery=False`` skips the
+    Celery runs.
+    """
     from lor.pipeline.demo import register_shipped_models
     from lor.pipeline.ingest import ingest_catalog
     from lor.pipeline.processing import (
@@ -413,11 +461,9 @@ def run_pipeline_benchmark(
     )
 
     limit_compute_threads()
-
-    load_start = os.getloadavg()[0]
     server = resolve_database_url()
-    out: dict[str, Any] = {"benchmark": "pipeline"}
     with (
+        bench_report("pipeline", repeats) as out,
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(server, "lor_bench") as url,
         database_env(url),
@@ -433,48 +479,72 @@ def run_pipeline_benchmark(
         n = ingest.rows_new
         echo(f"simulated and ingested {n} objects in {tracts} tracts ({out['ingest_s']:.1f} s)")
         models = register_shipped_models(engine)
-        priors = bench_priors(engine, ("in_process", "celery_1", "celery_2"))
+        labels = [f"{kind}_{i}" for kind in ("in_process", "celery_1", "celery_2")
+                  for i in range(repeats)]  # fmt: skip
+        priors = bench_priors(engine, tuple(labels))
 
-        run_id = create_bench_run(
-            engine, "bench-in-process", models, priors["in_process"], batch_size
+        loads, steady, run_ids = [], [], []
+        for i in range(repeats):
+            run_id = create_bench_run(
+                engine, f"bench-in-process-{i}", models, priors[f"in_process_{i}"], batch_size
+            )
+            t0 = time.perf_counter()
+            run_processor(engine, run_id)  # load, verify and warm up the models (per process)
+            loads.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            counts = process_run(engine, run_id, progress=False)
+            steady.append(time.perf_counter() - t0)
+            clear_processor_cache()
+            run_ids.append(run_id)
+            echo(f"in-process: {counts.as_dict()} in {steady[-1]:.1f} s")
+            if counts.done != n:
+                raise RuntimeError(f"in-process run stored {counts.done} of {n} posteriors")
+        out |= rate_figures("objects_per_s", n, steady)
+        out |= time_figures("processor_load_s", loads)
+        out |= rate_figures(
+            "objects_per_s_including_load", n, [a + b for a, b in zip(steady, loads, strict=True)]
         )
-        t0 = time.perf_counter()
-        run_processor(engine, run_id)  # load, verify and warm up the models: once per process
-        out["processor_load_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        counts = process_run(engine, run_id, progress=False)
-        elapsed = time.perf_counter() - t0
-        clear_processor_cache()
-        out["objects_per_s"] = n / elapsed
-        out["objects_per_s_including_load"] = n / (elapsed + out["processor_load_s"])
-        echo(f"in-process: {counts.as_dict()} in {elapsed:.1f} s ({n / elapsed:.0f} objects/s)")
-        if counts.done != n:
-            raise RuntimeError(f"in-process run stored {counts.done} of {n} posteriors")
+        out |= storage_figures(engine)
 
-        for c in (1, 2):
-            celery_run = create_bench_run(engine, f"bench-celery-{c}", models, priors[f"celery_{c}"], batch_size)  # fmt: skip
-            rate, wall = _celery_rate(engine, url, celery_run, n, c, Path(tmp), echo)
-            out[f"objects_per_s_celery_{c}"] = rate
-            out[f"objects_per_s_celery_{c}_wall"] = wall
-            if _done(engine, celery_run)["done"] != n:
-                raise RuntimeError(f"celery run {celery_run} did not store all {n} posteriors")
+        for c in (1, 2) if celery else ():
+            rates, walls = [], []
+            for i in range(repeats):
+                celery_run = create_bench_run(engine, f"bench-celery-{c}-{i}", models, priors[f"celery_{c}_{i}"], batch_size)  # fmt: skip
+                rate, wall = _celery_rate(engine, url, celery_run, n, c, Path(tmp), echo)
+                rates.append(rate)
+                walls.append(wall)
+                if _done(engine, celery_run)["done"] != n:
+                    raise RuntimeError(f"celery run {celery_run} did not store all {n} posteriors")
+            out |= _median_figures(f"objects_per_s_celery_{c}", rates)
+            out |= _median_figures(f"objects_per_s_celery_{c}_wall", walls)
+        if celery:
+            out["celery_2_over_1"] = out["objects_per_s_celery_2"] / out["objects_per_s_celery_1"]
+            out["celery_1_over_in_process"] = out["objects_per_s_celery_1"] / out["objects_per_s"]
 
-        sql_run, out["fabricate_s"] = fabricate_tract(engine, run_id, sql_rows)
+        sql_run, out["fabricate_s"] = fabricate_tract(engine, run_ids[0], sql_rows)
         echo(f"copied {sql_rows} posteriors into tract {SQL_TRACT} ({out['fabricate_s']:.1f} s)")
         out.update(sql_figures(engine, sql_run, sql_rows))
         engine.dispose()
-    out["celery_2_over_1"] = out["objects_per_s_celery_2"] / out["objects_per_s_celery_1"]
-    out["celery_1_over_in_process"] = out["objects_per_s_celery_1"] / out["objects_per_s"]
-    out.update(
-        objects=n, tracts=tracts, batch_size=batch_size, cpu_count=os.cpu_count(),
-        load_avg_1m_start=load_start, load_avg_1m_end=os.getloadavg()[0],
-        server="embedded pgserver" if "host=/" in server else "LOR_DATABASE_URL",
-    )  # fmt: skip
-    out["data"] = (
-        f"{n} objects simulated with the shipped emulator (interim prior, LSST 10-year depth, "
-        f"i < 25.3) in {tracts} tracts, Rubin Object-table Parquet; shipped npe_mlp estimator, "
-        f"gmm_flow posteriors; batches of {batch_size}; Celery on the configured Redis broker. "
-        f"SQL: {sql_rows} copies of those posteriors in one tract, P({Z1} < z < {Z2}) > {P_MIN} "
-        f"(wide: P({WIDE[0]} < z < {WIDE[1]}) > {WIDE[2]}), best of 3"
-    )
+        out.update(
+            objects=n, tracts=tracts, batch_size=batch_size,
+            server="embedded pgserver" if "host=/" in server else "LOR_DATABASE_URL",
+        )  # fmt: skip
+        out["data"] = (
+            f"{n} objects simulated with the shipped emulator (interim prior, LSST 10-year "
+            f"depth, i < 25.3) in {tracts} tracts, Rubin Object-table Parquet; shipped npe_mlp "
+            f"estimator, gmm_flow posteriors; batches of {batch_size}; Celery on the configured "
+            f"Redis broker. Storage over every posterior of the in-process and Celery runs. "
+            f"SQL: {sql_rows} copies of those posteriors in one tract, P({Z1} < z < {Z2}) > "
+            f"{P_MIN} (wide: P({WIDE[0]} < z < {WIDE[1]}) > {WIDE[2]})"
+        )
     return out
+
+
+def _median_figures(key: str, values: list[float]) -> dict[str, Any]:
+    """Median, min, max and every repeat of per-run figures (rates measured inside a run)."""
+    return {
+        key: statistics.median(values),
+        f"{key}_min": min(values),
+        f"{key}_max": max(values),
+        f"{key}_repeats": values,
+    }
