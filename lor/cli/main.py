@@ -215,30 +215,33 @@ def bench() -> None:
 
 @bench.command("ingest")
 @click.option("--rows", type=int, default=1_000_000, show_default=True)
-def bench_ingest(rows: int) -> None:
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timing repeats (>= 3).")
+def bench_ingest(rows: int, repeats: int) -> None:
     """Ingest speed against a plain COPY of the same rows (throwaway database)."""
     from lor.bench.ingest import run_ingest_benchmark
 
-    click.echo(json.dumps(run_ingest_benchmark(rows)))
+    click.echo(json.dumps(run_ingest_benchmark(rows, repeats=repeats)))
 
 
 @bench.command("emulator")
 @click.option("--held-out", type=int, default=20_000, show_default=True)
-def bench_emulator(held_out: int) -> None:
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timing repeats (>= 3).")
+def bench_emulator(held_out: int, repeats: int) -> None:
     """Shipped emulator: held-out accuracy and speed against bagpipes and the forward model."""
     from lor.bench.emulator import run_emulator_benchmark
 
-    click.echo(json.dumps(run_emulator_benchmark(held_out)))
+    click.echo(json.dumps(run_emulator_benchmark(held_out, repeats=repeats)))
 
 
 @bench.command("estimator")
 @click.option("--objects", type=int, default=20_000, show_default=True)
 @click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
-def bench_estimator(objects: int, n_mcmc: int) -> None:
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timing repeats (>= 3).")
+def bench_estimator(objects: int, n_mcmc: int, repeats: int) -> None:
     """Shipped estimator on held-out simulations, with MCMC side by side."""
     from lor.bench.estimator import run_estimator_benchmark
 
-    click.echo(json.dumps(run_estimator_benchmark(objects, n_mcmc), default=float))
+    click.echo(json.dumps(run_estimator_benchmark(objects, n_mcmc, repeats), default=float))
 
 
 @bench.command("reprocess")
@@ -247,20 +250,19 @@ def bench_estimator(objects: int, n_mcmc: int) -> None:
 @click.option("--validation-tracts", type=int, default=4, show_default=True)
 @click.option("--validation-per-tract", type=int, default=30_000, show_default=True)
 @click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timing repeats (>= 3).")
 def bench_reprocess(
-    objects: int, tracts: int, validation_tracts: int, validation_per_tract: int, n_mcmc: int
-) -> None:
-    """Reprocess rates (prior / calibration change), LOW_ESS fraction, calibration recovery."""
+    objects: int, tracts: int, validation_tracts: int, validation_per_tract: int, n_mcmc: int,
+    repeats: int,
+) -> None:  # fmt: skip
+    """Reprocess rates (prior / calibration change, against processing from scratch), LOW_ESS
+    fraction, calibration recovery (``--validation-tracts 0`` skips the loop validation)."""
     from lor.bench.reprocess import run_reprocess_benchmark
 
-    click.echo(
-        json.dumps(
-            run_reprocess_benchmark(
-                objects, tracts, validation_tracts, validation_per_tract, n_mcmc
-            ),
-            default=float,
-        )
+    figures = run_reprocess_benchmark(
+        objects, tracts, validation_tracts, validation_per_tract, n_mcmc, repeats
     )
+    click.echo(json.dumps(figures, default=float))
 
 
 @bench.command("misspecified")
@@ -294,11 +296,12 @@ def bench_prior(draws: int, repeats: int) -> None:
 
 
 @bench.command("posteriors")
-def bench_posteriors() -> None:
+@click.option("--repeats", type=int, default=5, show_default=True, help="Timing repeats (>= 3).")
+def bench_posteriors(repeats: int) -> None:
     """Summary computation speed of the compressed flow posterior."""
     from lor.posteriors.benchmark import run_summaries_benchmark
 
-    click.echo(json.dumps(run_summaries_benchmark(), default=float))
+    click.echo(json.dumps(run_summaries_benchmark(repeats=repeats), default=float))
 
 
 from lor.cli.runs import (  # noqa: E402

@@ -368,13 +368,19 @@ def export_command(run: str, fmt: str, out: Path | None, chunk_rows: int, z_poin
 @click.option("--sql-rows", type=int, default=1_000_000, show_default=True,
               help="Posteriors in the one tract of the SQL query.")  # fmt: skip
 @click.option("--batch-size", type=int, default=2000, show_default=True)
-def bench_pipeline_command(objects: int, tracts: int, sql_rows: int, batch_size: int) -> None:
-    """Processing rate in-process and on 1 and 2 Celery workers; SQL P(z) query on one tract."""
+@click.option("--repeats", type=int, default=3, show_default=True, help="Runs per rate (>= 3).")
+@click.option("--celery/--no-celery", default=True, show_default=True)
+def bench_pipeline_command(
+    objects: int, tracts: int, sql_rows: int, batch_size: int, repeats: int, celery: bool
+) -> None:
+    """Processing rate in-process and on 1 and 2 Celery workers; bytes per posterior; SQL P(z)
+    query on one tract."""
     from lor.bench.pipeline import run_pipeline_benchmark
 
     figures = run_pipeline_benchmark(
-        objects, tracts, sql_rows, batch_size, echo=lambda line: click.echo(line, err=True)
-    )
+        objects, tracts, sql_rows, batch_size, repeats, celery,
+        echo=lambda line: click.echo(line, err=True),
+    )  # fmt: skip
     click.echo(json.dumps(figures, default=float))
 
 
