@@ -25,8 +25,10 @@
 -- (PostgreSQL copies a non-internal transition state per call), so the state is kept small:
 -- the accumulators, the grid in u and the Jacobian (3n + 9 floats). Per object the work is
 -- one exp per component and grid point inside the component's window, ~0.15 us each in
--- PL/pgSQL: broad-band photo-z posteriors touch a few hundred of 301 points. The aggregate
--- is parallel safe with a combine function, so large selections are split over workers.
+-- PL/pgSQL; the shipped estimator's broad-band posteriors have wide components, about 1,000
+-- terms per object on 301 points, so ~0.15 ms per object (a C aggregate would be ~50x
+-- faster; PL/pgSQL is what the embedded server and any server run without extensions). The
+-- aggregate is parallel safe with a combine function: large selections use every worker.
 -- Uncertainty: lor.nz_group(catalog_id) splits objects into 32 pseudo-random groups, n(z)
 -- is computed per group in the same query (GROUP BY) and the aggregate lor.nz_jackknife
 -- combines the groups into n(z) with its delete-one-group jackknife standard error.
