@@ -183,10 +183,15 @@ def _claimed(engine: Engine, run_id: int) -> list[uuid.UUID]:
 
 
 def _wait_first_after(
-    engine: Engine, run_id: int, since: Any, timeout: float, skip: list[uuid.UUID] | None = None
-) -> float | None:
+    engine: Engine, run_id: int, since: Any, timeout: float, skip: list[uuid.UUID] | None = None,
+    watch: Proc | None = None,
+) -> float | None:  # fmt: skip
     """Seconds from ``since`` to the first posterior stored after it, of an object not in
-    ``skip`` (None: nothing left to store; infinite: none within ``timeout``)."""
+    ``skip`` (None: nothing left to store; infinite: none within ``timeout``).
+
+    Raises RuntimeError if ``watch`` (the process expected to store it) exits with an error:
+    a crash is the code's failure, not a recovery to time.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         first = _first_after(engine, run_id, since, skip or [])
@@ -194,6 +199,8 @@ def _wait_first_after(
             return (first - since).total_seconds()
         if _remaining(engine, run_id) == 0:
             return None  # nothing left to store: no recovery to time
+        if watch is not None and watch.proc.poll() not in (None, 0):
+            raise RuntimeError(f"the restarted process failed:\n{watch.tail()}")
         time.sleep(0.1)
     return float("inf")
 
@@ -250,7 +257,7 @@ def _kill_points(
     running.append(start(0))
     since = _db_now(engine)
     for k in range(kills):
-        if _wait_first_after(engine, run_id, since, START_S) is None:
+        if _wait_first_after(engine, run_id, since, START_S, watch=running[-1]) is None:
             break  # the run finished before this kill
         time.sleep(rng.uniform(0, window_s))
         if not _remaining(engine, run_id):
@@ -258,7 +265,7 @@ def _kill_points(
         running.pop().kill()
         killed_at = _db_now(engine)
         running.append(start(k + 1))
-        recovered = _wait_first_after(engine, run_id, killed_at, START_S)
+        recovered = _wait_first_after(engine, run_id, killed_at, START_S, watch=running[-1])
         if recovered is None:  # the killed process had stored the run's last batch
             break
         recoveries.append(recovered)
