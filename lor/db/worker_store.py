@@ -10,7 +10,6 @@ take an open ``Connection`` inside the caller's transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Connection, text
 
@@ -32,14 +31,6 @@ class Holder:
     def pid(self) -> int | None:
         pid = self.worker.rpartition(":")[2]
         return int(pid) if pid.isdigit() else None
-
-
-@dataclass(frozen=True)
-class WorkerRow:
-    name: str
-    kind: str
-    started_at: datetime
-    heartbeat_age_s: float
 
 
 def beat(conn: Connection, name: str, host: str, pid: int, kind: str) -> None:
@@ -77,17 +68,6 @@ def holders(conn: Connection, run_id: int | None = None) -> list[Holder]:
         Holder(str(w), int(n), None if age is None else float(age), float(left or 0.0))
         for w, n, age, left in rows
     ]
-
-
-def workers(conn: Connection) -> list[WorkerRow]:
-    """Every process that has beaten, most recent first."""
-    rows = conn.execute(
-        text(
-            """SELECT name, kind, started_at, extract(epoch FROM now() - heartbeat_at)
-               FROM lor.workers ORDER BY heartbeat_at DESC"""
-        )
-    ).all()
-    return [WorkerRow(n, k, s, float(a)) for n, k, s, a in rows]
 
 
 def prune(conn: Connection, older_than_s: float) -> int:
