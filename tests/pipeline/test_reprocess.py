@@ -408,6 +408,18 @@ def test_prior_change_in_ranges_exactly_once_after_a_kill(
     assert process_run(engine, new.id, processor=FastShift(), progress=False).claimed == 0
 
 
+def test_prior_ranges_in_two_lanes(engine: Engine, parent: dict[str, Any]) -> None:
+    queued = create_reprocess_run(
+        engine, parent["run"].id, prior_version=parent["ids"]["p2"],
+        config={"prior_chunk_objects": 4, "prior_lanes": 2},
+    )  # fmt: skip
+    counts = process_run(engine, queued.run.id, processor=FastShift(), progress=False)
+    assert (counts.done, counts.failed) == (queued.enqueued, 0)
+    once = exactly_once(engine, queued.run.id)
+    assert once["posteriors"] == once["objects"] == queued.enqueued
+    assert {r.state for r in _ranges(engine, queued.run.id)} == {"done"}
+
+
 def test_a_failing_range_is_retried_then_failed(engine: Engine, parent: dict[str, Any]) -> None:
     class Broken(FastShift):
         def reweight_prior(self, *args: Any) -> tuple[PosteriorBatch, np.ndarray]:
