@@ -7,8 +7,9 @@ Everything runs in a throwaway database on the configured server, with a private
 (its own copy of the interim prior, so every run queues every object), with the shipped
 estimator and the default run settings (600 s lease, heartbeats, dead after 10 s):
 
-- ``process``: ``lor process RUN`` is killed (SIGKILL) at ``kills`` random points, each a
-  uniform 0-``kill_window_s`` s after it stored its first posterior, and started again at once;
+- ``process``: ``lor process RUN`` is killed (SIGKILL) at ``kills`` random points of the run
+  (uniform in 2-95% of its items done; each kill waits until the process at work has stored
+  a posterior) and started again at once;
 - ``celery``: a Celery worker (prefork, no beat) is killed with its whole process group the
   same way and started again, without ``--beat`` and without a new dispatch;
 - ``redis``: a worker with ``--beat`` runs; mid-run the broker is killed, stays down 2 s and
@@ -246,21 +247,46 @@ def _outcome(engine: Engine, run_id: int, deadline_s: float) -> dict[str, Any]:
     }
 
 
+def _done(engine: Engine, run_id: int) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM lor.work_items WHERE run_id = :r AND state = 'done'"),
+            {"r": run_id},
+        ).scalar_one()
+
+
+def _random_points(engine: Engine, run_id: int, count: int, rng: random.Random) -> list[int]:
+    """``count`` random points of a run, as numbers of items done, in order."""
+    total = _remaining(engine, run_id)
+    return sorted(int(rng.uniform(0.02, 0.95) * total) for _ in range(count))
+
+
+def _wait_for_point(engine: Engine, run_id: int, point: int, since: Any, watch: Proc) -> bool:
+    """Wait until ``point`` items are done and ``watch`` has stored a posterior since
+    ``since`` (so a kill lands on a process at work); False if the run finished first."""
+    if _wait_first_after(engine, run_id, since, START_S, watch=watch) is None:
+        return False
+    while _done(engine, run_id) < point:
+        if not _remaining(engine, run_id):
+            return False
+        if watch.proc.poll() not in (None, 0):
+            raise RuntimeError(f"the process failed:\n{watch.tail()}")
+        time.sleep(0.05)
+    return bool(_remaining(engine, run_id))
+
+
 def _kill_points(
-    engine: Engine, run_id: int, kills: int, window_s: float, rng: random.Random,
+    engine: Engine, run_id: int, kills: int, rng: random.Random,
     start: Callable[[int], Proc], running: list[Proc], echo: Echo,
 ) -> list[float]:  # fmt: skip
-    """Start, kill at a random point after its first stored posterior, restart; ``kills``
-    times, fewer if the run completes first. Returns each kill's recovery seconds (infinite:
-    none within ``START_S``); the last process is left in ``running``."""
+    """Start; at each of ``kills`` random points of the run, SIGKILL the process and start a
+    new one. Returns each kill's recovery seconds (infinite: none within ``START_S``); the
+    last process is left in ``running``. Fewer kills only if the run completes first."""
     recoveries: list[float] = []
     running.append(start(0))
     since = _db_now(engine)
-    for k in range(kills):
-        if _wait_first_after(engine, run_id, since, START_S, watch=running[-1]) is None:
-            break  # the run finished before this kill
-        time.sleep(rng.uniform(0, window_s))
-        if not _remaining(engine, run_id):
+    for k, point in enumerate(_random_points(engine, run_id, kills, rng)):
+        if not _wait_for_point(engine, run_id, point, since, running[-1]):
             break
         running.pop().kill()
         killed_at = _db_now(engine)
@@ -269,23 +295,23 @@ def _kill_points(
         if recovered is None:  # the killed process had stored the run's last batch
             break
         recoveries.append(recovered)
-        echo(f"  kill {k + 1}: first posterior {recovered:.1f} s after it")
+        echo(f"  kill {k + 1} at {point} done: first posterior {recovered:.1f} s after it")
         since = killed_at
     return recoveries
 
 
 def _fault_once(engine: Engine, run_id: int, fault: Callable[[], None], rng: random.Random,
-                window_s: float, skip_in_flight: bool) -> float | None:  # fmt: skip
-    """Wait for the run to store something, then inject ``fault`` at a random point.
+                watch: Proc, skip_in_flight: bool) -> float | None:  # fmt: skip
+    """Inject ``fault`` at a random point of the run; its recovery seconds (None: the run
+    finished first).
 
     ``skip_in_flight``: the recovery is the first posterior of work claimed after the fault
-    (a broker restart does not touch the batch a worker is computing; its completion says
-    nothing about the lost messages being re-sent).
+    (a broker restart does not touch the batches a worker has already received; their
+    completion says nothing about the lost messages being re-sent).
     """
-    _wait_first_after(engine, run_id, _db_now(engine), START_S)
-    time.sleep(rng.uniform(0, window_s))
-    if not _remaining(engine, run_id):
-        return None  # finished first: no fault injected
+    (point,) = _random_points(engine, run_id, 1, rng)
+    if not _wait_for_point(engine, run_id, point, _db_now(engine), watch):
+        return None
     in_flight = _claimed(engine, run_id) if skip_in_flight else []
     at = _db_now(engine)
     fault()
@@ -312,17 +338,16 @@ def _dispatch(broker: str, queue: str, run_id: int) -> None:
 
 def _scenario(
     name: str, engine: Engine, url: str, run_id: int, redis: Redis, workdir: Path,
-    kills: int, window_s: float, rng: random.Random, echo: Echo,
-) -> tuple[list[float], int]:  # fmt: skip
-    """Run one scenario to its last fault; (recovery seconds, faults injected)."""
+    kills: int, rng: random.Random, echo: Echo,
+) -> list[float]:  # fmt: skip
+    """Run one scenario past its last fault; the recovery seconds of each fault."""
     queue = f"lor-recovery-{uuid.uuid4().hex[:8]}"
     log = workdir / f"{name}.log"
     running: list[Proc] = []
     try:
         if name == "process":
             start = lambda k: _lor_process(url, run_id, log)  # noqa: E731
-            rec = _kill_points(engine, run_id, kills, window_s, rng, start, running, echo)
-            return rec, len(rec)
+            return _kill_points(engine, run_id, kills, rng, start, running, echo)
         if name == "celery":
 
             def start_worker(k: int) -> Proc:
@@ -331,15 +356,13 @@ def _scenario(
                     _dispatch(redis.url, queue, run_id)
                 return worker
 
-            return _kill_points(
-                engine, run_id, kills, window_s, rng, start_worker, running, echo
-            ), kills
+            return _kill_points(engine, run_id, kills, rng, start_worker, running, echo)
         running.append(_celery(url, redis.url, queue, log, beat=True))
         _dispatch(redis.url, queue, run_id)
         fault = redis.restart if name == "redis" else lambda: _terminate_worker_connections(engine)
-        one = _fault_once(engine, run_id, fault, rng, window_s, skip_in_flight=name == "redis")
+        one = _fault_once(engine, run_id, fault, rng, running[-1], skip_in_flight=name == "redis")
         echo(f"  {name}: first posterior {one} s after the fault")
-        return ([] if one is None else [one]), int(one is not None)
+        return [] if one is None else [one]
     finally:
         deadline = time.monotonic() + max(600.0, _remaining(engine, run_id) / 100.0)
         while _remaining(engine, run_id) and time.monotonic() < deadline and running:
@@ -352,7 +375,6 @@ def run_recovery_benchmark(
     objects: int = 100_000,
     tracts: int = 20,
     kills: int = 10,
-    kill_window_s: float = 4.0,
     scenarios: tuple[str, ...] = SCENARIOS,
     seed: int = 16,
     echo: Echo = print,
@@ -386,10 +408,9 @@ def run_recovery_benchmark(
                 )
                 echo(f"{name}: run {run_id}")
                 t0 = time.perf_counter()
-                rec, faults = _scenario(name, engine, url, run_id, redis, Path(tmp), kills,
-                                        kill_window_s, rng, echo)  # fmt: skip
+                rec = _scenario(name, engine, url, run_id, redis, Path(tmp), kills, rng, echo)
                 result = _outcome(engine, run_id, 5.0) | {
-                    "faults": faults,
+                    "faults": len(rec),
                     "recoveries": len(rec),
                     "max_recovery_s": max(rec) if rec else None,
                     "median_recovery_s": sorted(rec)[len(rec) // 2] if rec else None,
@@ -406,7 +427,7 @@ def run_recovery_benchmark(
         duplicated=sum(r["duplicated"] for r in every),
         max_recovery_s=max((r["max_recovery_s"] or 0.0) for r in every),
         stalled_runs=sum(r["stalled_runs"] for r in every),
-        objects=n, tracts=tracts, kills=kills, kill_window_s=kill_window_s, seed=seed,
+        objects=n, tracts=tracts, kills=kills, seed=seed,
         batch_size=batch_size,
         wall_s=time.perf_counter() - t_all, load_avg_1m_end=os.getloadavg()[0],
         data=(f"{n} objects simulated with the shipped emulator (LSST 10-year depth) in {tracts} "

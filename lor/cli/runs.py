@@ -388,22 +388,20 @@ def bench_pipeline_command(
 @click.option("--objects", type=int, default=100_000, show_default=True, help="Catalog size.")
 @click.option("--tracts", type=int, default=20, show_default=True)
 @click.option("--kills", type=int, default=10, show_default=True,
-              help="kill -9 of `lor process`, and of a Celery worker, this many times each.")  # fmt: skip
-@click.option("--kill-window", "kill_window_s", type=float, default=4.0, show_default=True,
-              help="Each kill: uniform 0..this many s after the process stored its first posterior.")  # fmt: skip
+              help="kill -9 of `lor process`, and of a Celery worker, at this many random points.")  # fmt: skip
 @click.option("--scenario", "scenarios", multiple=True,
               type=click.Choice(["process", "celery", "redis", "pg_drop"]),
               help="Only these scenarios (repeat; default all).")  # fmt: skip
 @click.option("--seed", type=int, default=16, show_default=True)
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="The run default.")
-def bench_recovery_command(objects: int, tracts: int, kills: int, kill_window_s: float,
-                           scenarios: tuple[str, ...], seed: int, batch_size: int) -> None:  # fmt: skip
+def bench_recovery_command(objects: int, tracts: int, kills: int, scenarios: tuple[str, ...],
+                           seed: int, batch_size: int) -> None:  # fmt: skip
     """Kills, a broker restart and dropped DB connections mid-run: lost, duplicated,
     max_recovery_s, stalled_runs."""
     from lor.bench.recovery import SCENARIOS, run_recovery_benchmark
 
     figures = run_recovery_benchmark(
-        objects, tracts, kills, kill_window_s, scenarios or SCENARIOS, seed,
+        objects, tracts, kills, scenarios or SCENARIOS, seed,
         echo=lambda line: click.echo(line, err=True), batch_size=batch_size,
     )  # fmt: skip
     click.echo(json.dumps(figures, default=str))

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.process_faults
 
 def test_recovery_benchmark_small(lor_env: str) -> None:  # type: ignore[no-untyped-def]
     figures = run_recovery_benchmark(
-        objects=4000, tracts=2, kills=2, kill_window_s=1.0, scenarios=("process", "redis"),
+        objects=4000, tracts=2, kills=2, scenarios=("process", "redis"),
         echo=lambda _: None, batch_size=100,
     )  # fmt: skip
     assert figures["process"]["faults"] >= 1 and figures["redis"]["faults"] == 1
