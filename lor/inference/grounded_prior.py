@@ -11,7 +11,7 @@ Factors (parameters of :data:`lor.sps.parameters.PARAM_NAMES`, all truncated to 
 * ``redshift``: ``p(z) = dV_c/dz(z) N(z) / C`` with ``N(z) = ∫_box Φ(M, z) dM``, comoving
   volumes of Planck18 (astropy's ``Planck18``, Planck Collaboration 2020, A&A 641, A6);
 * ``log_mstar`` given z: ``Φ(M, z) / N(z)``, Φ the double-Schechter stellar-mass function
-  of the continuity model of Leja et al. 2020 (ApJ 893, 111, Sec. 4 / Appendix B): ``log
+  of the continuity model of Leja et al. 2020 (ApJ 893, 111; its appendix gives the model): ``log
   phi1``, ``log phi2`` and ``log M*`` quadratic in z through their values at z = 0.2, 1.6,
   3.0, ``alpha1 = -0.28``, ``alpha2 = -1.48`` fixed (the median values that Prospector-β,
   Wang, Leja et al. 2023, ApJL 944, L58, uses). Outside 0.2 <= z <= 3 the parameters are
@@ -20,8 +20,8 @@ Factors (parameters of :data:`lor.sps.parameters.PARAM_NAMES`, all truncated to 
   ``smf_phi_evolution`` tilts the normalization if the data ask for fewer z > 3 galaxies.
   lor's ``log_mstar`` is the mass *formed*; the SMF counts surviving stars and remnants, so
   ``M_smf = log_mstar - SURVIVING_MASS_OFFSET``: 0.2 dex, a returned fraction of ~37% for a
-  Chabrier IMF after a few Gyr (Bruzual & Charlot 2003; Conroy 2013, ARA&A 51, 393, Sec.
-  2.1) -- an approximation: young populations have returned less (~0.1 dex at 100 Myr);
+  Chabrier IMF after a few Gyr (Bruzual & Charlot 2003, MNRAS 344, 1000; Conroy 2013, ARA&A
+  51, 393) -- an approximation: young populations have returned less (~0.1 dex at 100 Myr);
 * ``log_zmet`` given mass: the stellar mass-metallicity relation of Gallazzi et al. 2005
   (MNRAS 362, 41, Table 2; median, 16th and 84th percentiles, Chabrier masses), normal with
   the median as mean and ``P84 - P16`` as width, as Prospector-β's implementation does to
@@ -29,24 +29,22 @@ Factors (parameters of :data:`lor.sps.parameters.PARAM_NAMES`, all truncated to 
 * ``av`` given mass: normal (truncated to the box) about the median Hα attenuation - mass
   relation of Garn & Best 2010 (MNRAS 409, 421: ``A_Ha = 0.91 + 0.77 X + 0.11 X^2 - 0.09
   X^3``, ``X = log(M / 1e10 Msun)``, scatter ~0.3 mag about it), turned into stellar-continuum
-  ``A_V`` with
-  Calzetti et al. 2000 (ApJ 533, 682: ``k(Ha) = 3.33``, ``k(V) = 4.05``, stars see 0.44 of the
-  gas's ``E(B-V)``): ``A_V = 0.535 A_Ha``; X is clamped to [-1.33, 1.5], where the cubic has its
-  minimum and the sample of Garn & Best ends. The relation does not evolve at fixed mass to
+  ``A_V`` with Calzetti et al. 2000 (ApJ 533, 682: ``k(Ha) = 3.33``, ``k(V) = 4.05``, stars
+  see 0.44 of the gas's ``E(B-V)``): ``A_V = 0.535 A_Ha``; X is clamped to [-1.33, 1.5],
+  where the cubic has its minimum and the sample of Garn & Best ends. The relation does not evolve at fixed mass to
   z ~ 2.5 (Whitaker et al. 2017, ApJ 850, 208). ``av_norm`` multiplies the median;
   ``av_scatter`` is the width, 0.535 x 0.3 = 0.16 mag. (An exponential with that mean, tried
-  first, puts its mode at A_V = 0: the selection then keeps dust-free young galaxies, 2.4x the
-  Lyman-break counts at z ~ 3);
+  first, puts its mode at A_V = 0: the selection then keeps dust-free young galaxies, and the
+  counts came out 19-23% high at i < 23-24);
 * ``sfh`` = (``log_tau``, ``age_frac``) given mass and z: a mixture of a quiescent and a
   star-forming history, weighted by the quiescent fraction ``f_q(M, z)``. Peng et al. 2010
-  (ApJ 721, 193, abstract and Sec. 6) show that mass quenching gives passive galaxies a
+  (ApJ 721, 193) show that mass quenching gives passive galaxies a
   Schechter function with the star-forming M* and an alpha shallower by +1; Leja et al.
   2020's two components have exactly that shape (alpha1 - alpha2 = 1.2), so ``f_q`` is the
   shallow component's share of Φ at (M, z): at surviving mass 1e10 / 1e11 Msun, 0.24 / 0.83
   at z = 0.2, 0.12 / 0.69 at z = 1.6, 0.02 / 0.27 at z = 3, falling with z as that component
-  fades -- the
-  trend of measured quiescent fractions (e.g. Muzzin et al. 2013, ApJ 777, 18), with
-  ``quench_logit_shift`` to adjust it. Quiescent histories are short and early (``log_tau``
+  fades -- the trend of measured quiescent fractions (e.g. Muzzin et al. 2013, ApJ 777, 18),
+  with ``quench_logit_shift`` to adjust it. Quiescent histories are short and early (``log_tau``
   ~ N(-0.6, 0.25), tau ~ 0.25 Gyr; ``age_frac`` ~ Beta(6, 2), mean 0.75), so that their
   sSFR falls below the quiescence threshold 0.2 / t_H(z) of Pacifici et al. 2016 (ApJ 832,
   79) -- lor's choice of shape, not a published fit; star-forming ones keep v1's interim
@@ -55,7 +53,11 @@ Factors (parameters of :data:`lor.sps.parameters.PARAM_NAMES`, all truncated to 
 * ``dust_n``, ``log_u``: as the ``"population"`` v1 prior (same hyperparameters and values).
 
 The factor names differ from v1's (``sfh`` replaces ``log_tau`` and ``age_frac``), so a
-ratio between the two families uses the whole densities (:class:`lor.hierarchy.reweight.PriorRatio`).
+ratio between the two families uses the whole densities
+(:class:`lor.hierarchy.reweight.PriorRatio`).
+
+Measured (``lor bench prior``): at i < 25.3, 57.2 galaxies per arcmin^2 (LSST Science Book
+57.0), median z 0.955, median i 24.24; see :mod:`lor.inference.prior_checks`.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ LEJA20_LOGPHI2 = (-2.89, -3.29, -3.51)
 LEJA20_LOGMSTAR = (10.79, 10.88, 10.84)
 LEJA20_ALPHA1 = -0.28
 LEJA20_ALPHA2 = -1.48
-"""Leja et al. 2020 continuity-model medians (their Table/Appendix B; Prospector-β's values)."""
+"""Leja et al. 2020 continuity-model medians (as Prospector-β's ``priors_beta`` lists them)."""
 
 SMF_PIVOT_Z = 1.6
 """Redshift about which ``smf_phi_evolution`` tilts log phi (the middle anchor)."""
