@@ -425,32 +425,28 @@ TO lor_reader, lor_worker;
 
 -- Part 2: positions. The zones method (Gray, Szalay et al. 2006, "There goes the
 -- neighborhood: relational algebra for spatial data search", the SDSS SkyServer's): the sky
--- is cut into declination zones 0.05 deg high, and a btree on (zone, ra) -- here one bigint,
--- zone << 32 | ra quantized to 2^-32 of a turn -- turns a cone into one key range per zone
--- and RA interval. lor.sky_key is the indexed expression (no new column, no extension: the
--- same on PostgreSQL 15 and the embedded 16), ix_objects_sky_key the index on every
--- partition of lor.objects. The ranges are a superset of the cone (RA half-width
--- asin(sin r / cos dec) at the widest, 1e-9 deg of slack); the exact angular distance
--- (haversine, lor.sky_sep_deg) then keeps the objects within the radius. The search of each
--- range, and the lookup of each object's posteriors, are LATERAL subqueries kept apart with
--- OFFSET 0: the planner cannot estimate how few rows a range and the distance cut keep, and
--- would otherwise scan or hash whole tables; this way each is an index search.
--- lor.sky_key must never change (the index stores its values): a new key means a new
--- function and a new index.
+-- is cut into declination zones 0.05 deg high, and a btree on (zone, ra) turns a cone into
+-- one index range per zone and RA interval. lor.sky_zone(dec) is the indexed expression (no
+-- new column, no extension: the same on PostgreSQL 15 and the embedded 16), ix_objects_sky
+-- the index on every partition of lor.objects; ANALYZE keeps statistics of the zones, so
+-- the planner knows a zone holds a sliver of the table. The ranges are a superset of the
+-- cone (RA half-width asin(sin r / cos dec) at the widest, 1e-9 deg of slack); the exact
+-- angular distance (haversine, lor.sky_sep_deg) then keeps the objects within the radius.
+-- The search of each range, and the lookup of each object's posteriors, are LATERAL
+-- subqueries kept apart with OFFSET 0, so each is an index search whatever the planner
+-- guesses of how few rows they return. lor.sky_zone must never change (the index stores
+-- its values): a new zoning means a new function and a new index.
 
-CREATE OR REPLACE FUNCTION lor.sky_key(ra double precision, "dec" double precision)
-RETURNS bigint
+CREATE OR REPLACE FUNCTION lor.sky_zone("dec" double precision)
+RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-  SELECT (floor(("dec" + 90) * 20)::bigint << 32)
-         | least(floor(ra * 11930464.711111112), 4294967295)::bigint
-$$;
-COMMENT ON FUNCTION lor.sky_key(double precision, double precision) IS
-  'Sky index key: declination zone (0.05 deg) << 32 | RA in units of 2^-32 turn; indexed on lor.objects.';
+AS $$ SELECT floor(("dec" + 90) * 20)::integer $$;
+COMMENT ON FUNCTION lor.sky_zone(double precision) IS
+  'Declination zone (0.05 deg high, 0 at dec = -90) of the sky index on lor.objects.';
 
-CREATE INDEX IF NOT EXISTS ix_objects_sky_key ON lor.objects (lor.sky_key(ra, "dec"));
-COMMENT ON INDEX lor.ix_objects_sky_key IS
-  'Positions: btree on lor.sky_key(ra, dec) (zone, RA); lor.cone and lor.crossmatch search it.';
+CREATE INDEX IF NOT EXISTS ix_objects_sky ON lor.objects (lor.sky_zone("dec"), ra);
+COMMENT ON INDEX lor.ix_objects_sky IS
+  'Positions: btree on (lor.sky_zone(dec), ra); lor.cone and lor.crossmatch search it.';
 
 -- Angular distance in degrees (haversine; accurate at all separations that matter here).
 CREATE OR REPLACE FUNCTION lor.sky_sep_deg(
@@ -465,16 +461,16 @@ $$;
 COMMENT ON FUNCTION lor.sky_sep_deg(double precision, double precision, double precision, double precision) IS
   'Angular separation in degrees between (ra1, dec1) and (ra2, dec2), haversine formula.';
 
--- The lor.sky_key ranges that cover the cone of radius r (deg) around (ra, dec): one per
--- zone and RA interval (two intervals where the cone crosses RA 0; every RA where it holds a
--- pole). A negative or NULL radius gives no range. Not STRICT, so the planner inlines it
--- (a SQL function called per row costs milliseconds; inlined, microseconds).
+-- The (zone, RA interval) ranges of the index that cover the cone of radius r (deg) around
+-- (ra, dec): one per zone and interval (two intervals where the cone crosses RA 0; every RA
+-- where it holds a pole). A negative or NULL radius gives no range. Not STRICT, so the
+-- planner inlines it (a SQL function called per row costs milliseconds; inlined,
+-- microseconds), and with constant arguments it knows how many zones there are.
 CREATE OR REPLACE FUNCTION lor.sky_ranges(ra double precision, "dec" double precision, radius double precision)
-RETURNS TABLE (key_lo bigint, key_hi bigint)
+RETURNS TABLE (zone integer, ra_lo double precision, ra_hi double precision)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 8
 AS $$
-  SELECT (z << 32) | floor(iv.lo * 11930464.711111112)::bigint,
-         (z << 32) | least(floor(iv.hi * 11930464.711111112), 4294967295)::bigint
+  SELECT z, iv.lo, iv.hi
   FROM (SELECT greatest(-90, "dec" - radius - 1e-9) AS dlo,
                least(90, "dec" + radius + 1e-9) AS dhi,
                CASE WHEN abs("dec") + radius + 1e-9 >= 90 THEN 180
@@ -486,14 +482,14 @@ AS $$
     (CASE WHEN c.half < 180 AND ra - c.half < 0 THEN ra - c.half + 360 END, 360),
     (0, CASE WHEN c.half < 180 AND ra + c.half >= 360 THEN ra + c.half - 360 END)
   ) AS iv (lo, hi)
-  CROSS JOIN LATERAL generate_series(floor((c.dlo + 90) * 20)::bigint,
-                                     floor((c.dhi + 90) * 20)::bigint) AS z
+  CROSS JOIN LATERAL generate_series(floor((c.dlo + 90) * 20)::integer,
+                                     floor((c.dhi + 90) * 20)::integer) AS z
   WHERE iv.lo IS NOT NULL AND iv.hi IS NOT NULL
 $$;
 COMMENT ON FUNCTION lor.sky_ranges(double precision, double precision, double precision) IS
-  'lor.sky_key ranges covering the cone of radius (deg) around (ra, dec): zones x RA intervals.';
+  'Index ranges (zone, ra_lo, ra_hi) covering the cone of radius (deg) around (ra, dec).';
 
--- Current object versions within radius_deg of (ra, dec), nearest first, through the index.
+-- Current object versions within radius_deg of (ra, dec), through the index.
 CREATE OR REPLACE FUNCTION lor.cone_objects(
   p_ra double precision, p_dec double precision, p_radius_deg double precision
 )
@@ -507,28 +503,25 @@ RETURNS TABLE (
   release_id integer
 )
 LANGUAGE sql STABLE PARALLEL SAFE
-SET jit = off
 AS $$
   SELECT o.sep_deg, o.tract_id, o.object_id, o.catalog_id, o.ra, o.dec, o.release_id
   FROM lor.sky_ranges($1, $2, $3) AS r
   CROSS JOIN LATERAL (
     SELECT lor.sky_sep_deg($1, $2, o.ra, o.dec) AS sep_deg, o.*
     FROM lor.objects o
-    WHERE lor.sky_key(o.ra, o.dec) BETWEEN r.key_lo AND r.key_hi
+    WHERE lor.sky_zone(o.dec) = r.zone AND o.ra BETWEEN r.ra_lo AND r.ra_hi
     OFFSET 0) AS o
   WHERE o.superseded_release_id IS NULL AND o.sep_deg <= $3
 $$;
 COMMENT ON FUNCTION lor.cone_objects(double precision, double precision, double precision) IS
-  'Current object versions within radius_deg of (ra, dec) (index scan on lor.sky_key), with separations.';
+  'Current object versions within radius_deg of (ra, dec) (index search on lor.sky_zone, ra), with separations.';
 
 -- Objects within radius_deg of (ra, dec) with their latest posterior (the columns of
 -- lor.latest_posteriors, plus sep_deg): over all runs, or only run p_run. "Latest" is as in
--- lor.latest_posteriors: the newest object version that has a posterior, then the newest row.
--- lor.cone_posteriors is the body, inlined where it is used (lor.cone, lor.crossmatch);
--- lor.cone wraps it with JIT off and a plan kept for the session. The planner cannot know how few rows a cone holds, costs
--- the nested index searches in the millions, and would JIT-compile every query (0.4 s for a
--- cone that takes 10 ms to run, seconds for a cross-match).
-CREATE OR REPLACE FUNCTION lor.cone_posteriors(
+-- lor.latest_posteriors: the newest object version that has a posterior, then the newest
+-- row. LANGUAGE sql and not STRICT: inlined into the caller's query, so only the columns it
+-- selects are read and nothing is materialized.
+CREATE OR REPLACE FUNCTION lor.cone(
   p_ra double precision, p_dec double precision, p_radius_deg double precision,
   p_run integer DEFAULT NULL
 )
@@ -574,7 +567,7 @@ AS $$
   CROSS JOIN LATERAL (
     SELECT o.tract_id, o.object_id, o.catalog_id, o.release_id, o.ra, o.dec
     FROM lor.objects o
-    WHERE lor.sky_key(o.ra, o.dec) BETWEEN r.key_lo AND r.key_hi
+    WHERE lor.sky_zone(o.dec) = r.zone AND o.ra BETWEEN r.ra_lo AND r.ra_hi
     OFFSET 0) AS o
   CROSS JOIN LATERAL (
     SELECT p.*
@@ -585,55 +578,16 @@ AS $$
   WHERE lor.sky_sep_deg($1, $2, o.ra, o.dec) <= $3
   ORDER BY o.tract_id, o.catalog_id, rel.sequence DESC, p.created_at DESC, p.posterior_id DESC
 $$;
-COMMENT ON FUNCTION lor.cone_posteriors(double precision, double precision, double precision, integer) IS
-  'Body of lor.cone (inlined into lor.cone and lor.crossmatch); call lor.cone.';
-
-CREATE OR REPLACE FUNCTION lor.cone(
-  p_ra double precision, p_dec double precision, p_radius_deg double precision,
-  p_run integer DEFAULT NULL
-)
-RETURNS TABLE (
-  sep_deg double precision,
-  posterior_id uuid,
-  run_id integer,
-  tract_id integer,
-  object_id uuid,
-  catalog_id bigint,
-  ra double precision,
-  "dec" double precision,
-  representation_name text,
-  representation_version text,
-  params real[],
-  z_mean real, z_mode real, z_std real, z_q025 real, z_q16 real, z_q50 real, z_q84 real,
-  z_q975 real,
-  log_mstar_mean real, log_mstar_mode real, log_mstar_std real, log_mstar_q025 real,
-  log_mstar_q16 real, log_mstar_q50 real, log_mstar_q84 real, log_mstar_q975 real,
-  log_sfr_mean real, log_sfr_mode real, log_sfr_std real, log_sfr_q025 real,
-  log_sfr_q16 real, log_sfr_q50 real, log_sfr_q84 real, log_sfr_q975 real,
-  ood_flags integer,
-  method text,
-  parent_posterior_id uuid,
-  input_hash uuid,
-  worker_host text,
-  created_at timestamptz
-)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET jit = off
-AS $$
-BEGIN
-  -- PL/pgSQL keeps the plan of this query for the session: planning the nested index
-  -- searches over every partition costs more than running them.
-  RETURN QUERY SELECT * FROM lor.cone_posteriors(p_ra, p_dec, p_radius_deg, p_run);
-END
-$$;
 COMMENT ON FUNCTION lor.cone(double precision, double precision, double precision, integer) IS
   'Objects within radius_deg of (ra, dec) with their latest posterior (over all runs, or run p_run), '
   'through the sky index; sep_deg is the angular distance.';
 
 -- Cross-match: for every external position i (1-based, the order of the arrays), each
 -- object within radius_arcsec with its latest posterior, nearest first (match_rank 1 is the
--- nearest). A positional join, one index search per position (JIT off, see lor.cone). For a
--- table of positions, pass array_agg(ra) and array_agg(dec) (ordered alike).
+-- nearest). A positional join, one index search per position. JIT off: the planner cannot
+-- know how few rows each search returns, costs a large cross-match in the millions, and
+-- would spend seconds compiling it. For a table of positions, pass array_agg(ra) and
+-- array_agg(dec) (ordered alike).
 CREATE OR REPLACE FUNCTION lor.crossmatch(
   p_ra double precision[], p_dec double precision[], p_radius_arcsec double precision,
   p_run integer DEFAULT NULL
@@ -664,7 +618,7 @@ AS $$
          c.log_mstar_q16, c.log_mstar_q50, c.log_mstar_q84,
          c.log_sfr_q16, c.log_sfr_q50, c.log_sfr_q84, c.ood_flags
   FROM unnest($1, $2) WITH ORDINALITY AS x(ra, "dec", i)
-  CROSS JOIN LATERAL lor.cone_posteriors(x.ra, x.dec, $3 / 3600, $4) AS c
+  CROSS JOIN LATERAL lor.cone(x.ra, x.dec, $3 / 3600, $4) AS c
   ORDER BY x.i, c.sep_deg, c.catalog_id
 $$;
 COMMENT ON FUNCTION lor.crossmatch(double precision[], double precision[], double precision, integer) IS
@@ -672,11 +626,10 @@ COMMENT ON FUNCTION lor.crossmatch(double precision[], double precision[], doubl
   'posteriors (over all runs or run p_run); idx is the 1-based position, match_rank 1 the nearest.';
 
 GRANT EXECUTE ON FUNCTION
-  lor.sky_key(double precision, double precision),
+  lor.sky_zone(double precision),
   lor.sky_sep_deg(double precision, double precision, double precision, double precision),
   lor.sky_ranges(double precision, double precision, double precision),
   lor.cone_objects(double precision, double precision, double precision),
-  lor.cone_posteriors(double precision, double precision, double precision, integer),
   lor.cone(double precision, double precision, double precision, integer),
   lor.crossmatch(double precision[], double precision[], double precision, integer)
 TO lor_reader, lor_worker;

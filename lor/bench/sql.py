@@ -149,11 +149,12 @@ def sql_figures(engine: Engine, run_id: int, repeats: int, n_external: int, echo
         out |= {"cone_queries": len(centres), "cone_objects_median": float(np.median(found))}
         plan = "\n".join(
             conn.execute(
-                text("EXPLAIN SELECT * FROM lor.cone_posteriors(:ra, :dec, 0.1)"),
+                text("EXPLAIN " + CONE_QUERY),
                 {"ra": 51.7, "dec": -30.0},
             ).scalars()
         )
-        out["cone_uses_sky_index"] = "sky_key_idx" in plan
+        out["cone_uses_sky_index"] = "sky_zone_ra_idx" in plan
+        out["cone_plan_jit"] = "JIT" in plan
         echo(f"cone r=0.1 deg: {np.median(found):.0f} objects, {out['cone_query_ms']:.1f} ms")
 
         ra, dec = (
@@ -195,7 +196,7 @@ def sql_figures(engine: Engine, run_id: int, repeats: int, n_external: int, echo
         out["sky_index_mb"] = conn.execute(
             text(
                 "SELECT sum(pg_relation_size(i.indexrelid)) / 1e6 FROM pg_index i "
-                "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'objects_p%sky_key%'"
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'objects_p%sky_zone_ra%'"
             )
         ).scalar_one()
     return out

@@ -1,9 +1,9 @@
 """n(z) aggregates and tomographic helpers; a native sky index, cone search and cross-match.
 
-See sql/0005_nz_sky.sql. The sky index is a btree on an expression of ``ra`` and ``dec``
-(declination zone and right ascension packed in a bigint), so it needs no extension and no
-new column: the same on the system PostgreSQL and the embedded pgserver. The downgrade drops
-the index and every function and aggregate that 0005 adds.
+See sql/0005_nz_sky.sql. The sky index is a btree on an expression of ``dec`` and on ``ra``
+(declination zone, right ascension), so it needs no extension and no new column: the same on
+the system PostgreSQL and the embedded pgserver. The downgrade drops the index and every
+function and aggregate that 0005 adds.
 
 Revision ID: 0005
 Revises: 0004
@@ -29,7 +29,6 @@ DROPS = (
     "AGGREGATE lor.nz_jackknife(double precision[], bigint)",
     "FUNCTION lor.crossmatch(double precision[], double precision[], double precision, integer)",
     "FUNCTION lor.cone(double precision, double precision, double precision, integer)",
-    "FUNCTION lor.cone_posteriors(double precision, double precision, double precision, integer)",
     "FUNCTION lor.cone_objects(double precision, double precision, double precision)",
     "FUNCTION lor.sky_ranges(double precision, double precision, double precision)",
     "FUNCTION lor.sky_sep_deg(double precision, double precision, double precision, "
@@ -53,8 +52,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX IF EXISTS lor.ix_objects_sky_key")
+    op.execute("DROP INDEX IF EXISTS lor.ix_objects_sky")
     for what in DROPS:
         kind, _, signature = what.partition(" ")
         op.execute(f"DROP {kind} IF EXISTS {signature}")
-    op.execute("DROP FUNCTION IF EXISTS lor.sky_key(double precision, double precision)")
+    op.execute("DROP FUNCTION IF EXISTS lor.sky_zone(double precision)")

@@ -163,7 +163,7 @@ def test_cone_finds_exactly_the_objects_within_the_radius(
         ).all()
         plan = "\n".join(
             conn.execute(
-                text("EXPLAIN SELECT * FROM lor.cone_posteriors(:a, :d, :r)"),
+                text("EXPLAIN SELECT * FROM lor.cone(:a, :d, :r)"),
                 {"a": ra0, "d": dec0, "r": r},
             )
             .scalars()
@@ -176,7 +176,7 @@ def test_cone_finds_exactly_the_objects_within_the_radius(
     rows = sky.cone(engine, ra0, dec0, r)
     assert {row["catalog_id"] - first for row in rows} == want & with_posterior
     assert [row["sep_deg"] for row in rows] == sorted(row["sep_deg"] for row in rows)
-    assert "sky_key_idx" in plan and "Seq Scan on objects" not in plan  # index searches only
+    assert "sky_zone_ra_idx" in plan and "Seq Scan on objects" not in plan  # index searches
 
 
 def test_crossmatch_returns_the_nearest_object_of_each_position(
@@ -272,7 +272,7 @@ def test_embedded_postgresql_16_has_the_same_sky_index_and_nz(tmp_path: Path) ->
         rows = ", ".join("('{" + ",".join(repr(float(v)) for v in r) + "}'::real[])" for r in p)
         sql = f"""SELECT current_setting('server_version_num');
             SELECT count(*) FROM lor.cone_objects(55, -35, 0.3);
-            EXPLAIN SELECT * FROM lor.cone_posteriors(55, -35, 0.3);
+            EXPLAIN SELECT * FROM lor.cone(55, -35, 0.3);
             SELECT array_to_string(lor.nz(x, 0, 3, 31), ',') FROM (VALUES {rows}) AS v(x);"""
         out = subprocess.run(["psql", url, "-At", "-c", sql], capture_output=True, text=True,
                              timeout=120)  # fmt: skip
@@ -281,7 +281,7 @@ def test_embedded_postgresql_16_has_the_same_sky_index_and_nz(tmp_path: Path) ->
         assert lines[0].startswith("16")
         ra, dec = table["coord_ra"].to_numpy(), table["coord_dec"].to_numpy()
         assert int(lines[1]) == len(_truth(ra, dec, 55.0, -35.0, 0.3)) > 0
-        assert any("sky_key_idx" in line for line in lines[2:-1])
+        assert any("sky_zone_ra_idx" in line for line in lines[2:-1])
         got = np.array([float(v) for v in lines[-1].split(",")])
         want = nzq.stacked_pdf(flow, p, np.linspace(0, 3, 31))
         assert np.max(np.abs(got - want)) < TOL
