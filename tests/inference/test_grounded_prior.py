@@ -201,3 +201,13 @@ def test_predictions_match_published_deep_field_figures(emulator) -> None:  # ty
     interim = predicted_figures(PopulationPrior(), emulator, n_draws=30_000, seed=1)
     assert abs(interim["median_z"] - published["median_z"]) > MEDIAN_Z_TOLERANCE
     assert "counts_per_arcmin2" not in interim  # no absolute normalization to check
+
+
+def test_simulated_catalogs_fill_despite_a_low_acceptance(emulator) -> None:  # type: ignore[no-untyped-def]
+    """~6% of draws pass i < 25.3: simulate_catalog sizes its rounds by the acceptance so far."""
+    from lor.inference.simulate import observed_mag, simulate_catalog
+
+    cat = simulate_catalog(3000, emulator, GroundedPrior(), seed=3)
+    assert len(cat) == 3000
+    assert np.all(observed_mag(cat.flux[:, emulator.band_names.index("i")]) < 25.3)
+    assert np.median(cat.theta[:, Z]) < 1.2  # the selected population, not the prior's
