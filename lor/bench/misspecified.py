@@ -19,6 +19,7 @@ then the worst over variants as flat keys (coverage: farthest from nominal).
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -152,6 +153,7 @@ def run_variant(
         echo(f"{name}: before {_short(out['before'])}")
         t0 = time.perf_counter()
         prior_id, hyper = calibrate_run(engine, run.id, list(free), name="step2")
+        out["step2_hyperparameters_s"] = round(time.perf_counter() - t0, 1)
         cal_id, survey = calibrate_zeropoints(
             engine, run.id, hyper.prior(prior), name="step2",
             density_objects=density_objects, density_components=density_components,
@@ -221,11 +223,13 @@ def run_misspecified_benchmark(
     cache = get_settings().home / "cache" / "misspecified"
     with bench_report("misspecified", repeats=3) as out:
         out["repeats"] = 1  # accuracy figures: one deterministic pass (fixed seeds)
-        results = {
-            name: run_variant(name, objects, tracts, free, density_objects,
-                              density_components, cache, echo)
-            for name in names
-        }  # fmt: skip
+        results: dict[str, dict[str, Any]] = {}
+        partial = get_settings().home / "bench" / "misspecified-partial.json"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        for name in names:  # each variant's figures are kept as soon as they exist
+            results[name] = run_variant(name, objects, tracts, free, density_objects,
+                                        density_components, cache, echo)  # fmt: skip
+            partial.write_text(json.dumps(results, default=float))
         out |= {
             "data": f"{objects} objects per variant over {tracts} tracts, LSST 10-year depth, "
             "i < 25.3; variants and seeds in lor.inference.misspecification.VARIANTS",
