@@ -545,6 +545,7 @@ def _process_run(
     run_id, say = run.id, echo or log.info
     dead_after, said = get_settings().dead_after_s, ""
     total = BatchCounts()
+    requeue_expired(engine, run_id)  # a killed predecessor's claims first, not at the end
     with engine.connect() as conn:
         todo = store.pending_count(conn, run_id)
     bar = tqdm(total=todo, unit="obj", desc=f"run {run_id}", disable=not progress)
