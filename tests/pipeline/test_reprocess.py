@@ -476,3 +476,22 @@ def test_prior_ranges_store_what_work_items_store(
             w.log_sfr_q84,
         )
     clear_processor_cache()
+
+
+def test_prior_ranges_one_per_task(engine: Engine, parent: dict[str, Any]) -> None:
+    """The Celery path: one task per pending range (batches_needed), process_batch does one."""
+    queued = create_reprocess_run(
+        engine, parent["run"].id, prior_version=parent["ids"]["p2"],
+        config={"prior_chunk_objects": 5},
+    )  # fmt: skip
+    ranges = len(_ranges(engine, queued.run.id))
+    assert processing.batches_needed(engine, queued.run.id) == ranges > 1
+    done = 0
+    for left in range(ranges, 0, -1):
+        counts = processing.process_batch(engine, queued.run.id, processor=FastShift())
+        done += counts.done
+        assert counts.claimed == counts.done > 0
+        assert processing.batches_needed(engine, queued.run.id) == left - 1
+    assert processing.process_batch(engine, queued.run.id, processor=FastShift()).claimed == 0
+    assert done == queued.enqueued == exactly_once(engine, queued.run.id)["objects"]
+    assert run_status(engine, queued.run.id).run.status == "complete"
