@@ -15,7 +15,7 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
 #: The trained default estimator shipped in the repo, pinned by the sha256 of its spec.
 SHIPPED_ESTIMATOR = (
     "npe-lsst-ugrizy",
-    "6916f1b8e50170847240005a6e8bca4fd4f95a39f6618be6a834c51a61d913e8",
+    "b203f689c484080bdb75493c1a151052c55652b5e8e9a4f00407a0bffd0ab054",
 )
 
 
