@@ -198,15 +198,19 @@ def process_chunks(
             bar.update(counts.done + counts.failed)
 
     try:
-        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lor-lane") as pool:
-            running = [pool.submit(_lane, engine, run, worker, processor, take, counted)
-                       for _ in range(lanes)]  # fmt: skip
-            try:
-                for future in running:
-                    future.result()
-            except BaseException:
-                stop.set()  # the other lanes finish the range in hand and stop
-                raise
+        while True:  # again while this pass sent ranges back to pending: a lane may have
+            retried = total.retried  # looked for work while the range it failed was locked
+            with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lor-lane") as pool:
+                running = [pool.submit(_lane, engine, run, worker, processor, take, counted)
+                           for _ in range(lanes)]  # fmt: skip
+                try:
+                    for future in running:
+                        future.result()
+                except BaseException:
+                    stop.set()  # the other lanes finish the range in hand and stop
+                    raise
+            if total.retried == retried or limit is not None:
+                break
     finally:
         bar.close()
     with engine.begin() as conn:
