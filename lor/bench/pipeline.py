@@ -47,6 +47,7 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, time_figures
+from lor.bench.storage import storage_figures
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import REPO_ROOT, upgrade
@@ -400,40 +401,6 @@ def sql_figures(engine: Engine, run_id: int, rows: int) -> dict[str, Any]:
         engine, summary_sql, {"run": run_id, "tract": SQL_TRACT, "z1": Z1, "z2": Z2}
     )
     return out | time_figures("sql_summary_query_s", seconds)
-
-
-def storage_figures(engine: Engine, objects: float = 3.7e10) -> dict[str, Any]:
-    """Bytes per stored posterior row (heap with TOAST, and every index) over all of
-    ``lor.posteriors``' partitions, and the projection to ``objects`` posteriors (TB)."""
-    with engine.connect() as conn:
-        rows, heap, indexes = conn.execute(
-            text(
-                """SELECT (SELECT count(*) FROM lor.posteriors),
-                          sum(pg_table_size(i.inhrelid)), sum(pg_indexes_size(i.inhrelid))
-                   FROM pg_inherits i WHERE i.inhparent = CAST('lor.posteriors' AS regclass)"""
-            )
-        ).one()
-        by_index = conn.execute(
-            text(
-                """SELECT p.relname, sum(pg_relation_size(c.oid))
-                   FROM pg_inherits i JOIN pg_index x ON x.indrelid = i.inhrelid
-                   JOIN pg_class c ON c.oid = x.indexrelid
-                   JOIN pg_inherits ip ON ip.inhrelid = c.oid
-                   JOIN pg_class p ON p.oid = ip.inhparent
-                   WHERE i.inhparent = CAST('lor.posteriors' AS regclass)
-                   GROUP BY p.relname ORDER BY 2 DESC"""
-            )
-        ).all()
-    per_row = (int(heap) + int(indexes)) / max(int(rows), 1)
-    return {
-        "bytes_per_posterior": per_row,
-        "bytes_per_posterior_heap": int(heap) / max(int(rows), 1),
-        "bytes_per_posterior_indexes": int(indexes) / max(int(rows), 1),
-        "bytes_per_posterior_by_index": {name: int(b) / max(int(rows), 1) for name, b in by_index},
-        "storage_rows": int(rows),
-        "projected_tb_per_run": per_row * objects / 1e12,
-        "projected_objects": objects,
-    }
 
 
 def run_pipeline_benchmark(
