@@ -72,7 +72,8 @@ def _env(url: str, **extra: str) -> dict[str, str]:
 
 
 class Redis:
-    """A private ``redis-server`` (no persistence) that can be killed and restarted empty."""
+    """A private ``redis-server`` (no persistence) on a free port that can be killed and
+    restarted empty (the worker tests use it too)."""
 
     def __init__(self, workdir: Path) -> None:
         with socket.socket() as s:
@@ -95,13 +96,15 @@ class Redis:
             time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
-    def kill(self) -> None:
+    def stop(self) -> None:
+        """kill -9 (nothing to save: it keeps no data)."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
 
     def restart(self, down_s: float = 2.0) -> None:
-        self.kill()
+        """kill -9, stay down ``down_s``, start again with nothing in it."""
+        self.stop()
         time.sleep(down_s)
         self.proc = self._start()
 
@@ -419,7 +422,7 @@ def run_recovery_benchmark(
                 echo(f"  {name}: {result}")
                 out[name] = result
         finally:
-            redis.kill()
+            redis.stop()
             engine.dispose()
     every = [out[s] for s in scenarios]
     out.update(

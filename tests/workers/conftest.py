@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from lor.bench.recovery import Redis as RedisServer
 from tests.workers.support import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -115,42 +114,6 @@ def drop_queue(broker: str, queue: str) -> None:
             conn.default_channel.exchange_delete(queue)
     except Exception:  # noqa: BLE001 - cleanup must not fail a test
         pass
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a free port that a test can kill and restart empty."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                     "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
-        self.proc = self._start()
-
-    def _up(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def _start(self) -> subprocess.Popen:  # type: ignore[type-arg]
-        proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._up, 10, "redis-server to start")
-        return proc
-
-    def restart(self, down_s: float = 2.0) -> None:
-        """kill -9, stay down ``down_s``, start again with nothing in it."""
-        self.stop()
-        time.sleep(down_s)
-        self.proc = self._start()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture()
