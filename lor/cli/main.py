@@ -271,9 +271,10 @@ def bench_reprocess(
 @click.option("--variant", "variants", multiple=True, help="Run only these (default: all).")
 @click.option("--density-objects", type=int, default=200_000, show_default=True)
 @click.option("--density-components", type=int, default=96, show_default=True)
+@click.option("--before-only", is_flag=True, help="Stop after Step 1 (no calibration).")
 def bench_misspecified(
     objects: int, tracts: int, variants: tuple[str, ...], density_objects: int,
-    density_components: int,
+    density_components: int, before_only: bool,
 ) -> None:  # fmt: skip
     """Posteriors on catalogs from models lor does not use, before and after Step 2."""
     from lor.bench.misspecified import run_misspecified_benchmark
@@ -281,6 +282,7 @@ def bench_misspecified(
     figures = run_misspecified_benchmark(
         objects, tracts, list(variants) or None, density_objects=density_objects,
         density_components=density_components, echo=lambda m: click.echo(m, err=True),
+        step2=not before_only,
     )  # fmt: skip
     click.echo(json.dumps(figures, default=float))
 

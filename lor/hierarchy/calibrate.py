@@ -59,7 +59,7 @@ hyperparameters differ from the interim prior's 0.9, 9.6 and 0.6."""
 
 VALIDATION_SHIFTS: dict[str, dict[str, float]] = {
     "population": VALIDATION_SHIFT,
-    "grounded": {"smf_mstar_shift": 0.15, "smf_phi_evolution": -0.2, "av_norm": 0.75},
+    "grounded": {"smf_mstar_shift": 0.15, "smf_phi_evolution": -0.2},
 }
 """Per prior family: a validation population's hyperparameters, away from the defaults by
 several times what 2,000 objects measure, inside the search bounds."""
@@ -188,7 +188,7 @@ def fit_hyperparameters(
     free: list[str],
     reference: PopulationPrior | None = None,
     n_samples: int = 64,
-    n_selection: int = 50_000,
+    n_selection: int = 500_000,
     seed: int = 0,
 ) -> HyperparameterFit:
     """Fit the ``free`` hyperparameters to stored posteriors ``params`` (N, P) made under

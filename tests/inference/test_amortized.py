@@ -25,7 +25,13 @@ def engine() -> PhotometryPosteriors:
 
 @pytest.fixture(scope="module")
 def held_out(engine: PhotometryPosteriors):
-    cat = simulate_catalog(HELD_OUT, engine.emulator, seed=424242, years=10.0, error_scatter=0.05)
+    from lor.inference.prior_registry import estimator_prior
+
+    # lor's own model, model error included: the estimator's training prior, and fluxes that
+    # scatter about the emulator by the model error its likelihood assumes
+    cat = simulate_catalog(HELD_OUT, engine.emulator, estimator_prior(engine.estimator.spec),
+                           seed=424242, years=10.0, error_scatter=0.05,
+                           hidden_floor_mag=engine.model_error.total_mag)  # fmt: skip
     return cat, engine.infer(cat.flux, cat.flux_err, seed=1)
 
 
