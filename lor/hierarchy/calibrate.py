@@ -59,7 +59,7 @@ hyperparameters differ from the interim prior's 0.9, 9.6 and 0.6."""
 
 VALIDATION_SHIFTS: dict[str, dict[str, float]] = {
     "population": VALIDATION_SHIFT,
-    "grounded": {"smf_mstar_shift": 0.15, "smf_phi_evolution": -0.2},
+    "grounded": {"smf_phi_evolution": -0.25},
 }
 """Per prior family: a validation population's hyperparameters, away from the defaults by
 several times what 2,000 objects measure, inside the search bounds."""

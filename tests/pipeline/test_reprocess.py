@@ -444,7 +444,8 @@ def test_prior_ranges_store_what_work_items_store(
 ) -> None:
     """Shipped models: a prior change through ranges and through work items, same rows."""
     from lor.db.model_store import register_prior_version
-    from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
+    from lor.inference.prior_registry import estimator_prior
+    from lor.inference.registry import load_shipped_estimator
     from lor.pipeline.demo import register_shipped_models
     from lor.pipeline.ingest import ingest_catalog
 
@@ -454,7 +455,11 @@ def test_prior_ranges_store_what_work_items_store(
     ingest_catalog(engine, _example_subset(tmp_path, 40), "ex", progress=False)
     run = create_run(engine, "ex", name="amortized", prior=ids["prior"]).run
     process_run(engine, run.id, progress=False)
-    record = PopulationPrior(INTERIM_HYPERPARAMETERS | {"z0": 0.7, "av_scale": 0.4}).as_record()
+    # a modest change of the shipped estimator's own prior family (the cubature's domain)
+    interim = estimator_prior(load_shipped_estimator().spec)
+    change = {"z0": 0.7, "av_scale": 0.4} if interim.family == "population" else {
+        "smf_phi_evolution": -0.1, "smf_mstar_shift": 0.05}  # fmt: skip
+    record = interim.with_hyperparameters(interim.hyperparameters | change).as_record()
     rows = {}
     for chunk in (7, 0):
         with engine.begin() as conn:
