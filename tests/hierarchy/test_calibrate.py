@@ -131,4 +131,3 @@ def test_the_same_fit_twice_agrees_within_its_errors(engine_posteriors) -> None:
     for name in shift:
         diff = abs(one.hyperparameters[name] - two.hyperparameters[name])
         assert diff < max(one.errors[name], two.errors[name]), (name, diff, one.errors[name])
-
