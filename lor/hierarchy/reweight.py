@@ -352,12 +352,9 @@ class PosteriorReweighter:
         """Redo low-ESS objects: MCMC if the run asked for it, else a fresh estimator pass
         under the new calibration reweighted from the estimator's prior to the new one."""
         post = self.posteriors
-        fresh = post.estimator.posterior_params(data.features(rows))
         if post.fallback_prior is not None:
+            fresh = post.estimator.posterior_params(data.features(rows))
             err = np.where(data.unusable[rows], np.nan, data.err[rows])
             return post.mcmc(fresh, data.flux[rows], err, seed), np.full(len(rows), "mcmc")
-        out, ess = reweight_by_cubature(self.rep, fresh, self._estimator_ratio)
-        weak = ess < CUBATURE_ESS_MIN
-        if weak.any():
-            out[weak], _ = importance_refit(self.rep, fresh[weak], self._estimator_ratio, seed)
+        out, _ = self._reinfer(data, rows, seed)
         return out, np.full(len(rows), "reweighted")

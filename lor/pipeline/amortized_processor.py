@@ -28,7 +28,7 @@ from lor.emulators.registry import load_emulator
 from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
-from lor.inference.model_error import ModelError
+from lor.inference.model_error import DEFAULT_FLOOR_MAG, ModelError
 from lor.inference.registry import load_estimator
 from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
 
@@ -168,9 +168,10 @@ def run_model_error(
     )  # fmt: skip
     if stored is None:
         return ModelError.for_emulator(emulator), None
-    sed, floor = stored
-    default = ModelError.for_emulator(emulator).floor_mag
-    return ModelError.for_emulator(emulator, np.where(np.isfinite(floor), floor, default)), sed
+    sed, floor = stored  # a band the version has no floor for keeps the default
+    return ModelError.for_emulator(
+        emulator, np.where(np.isfinite(floor), floor, DEFAULT_FLOOR_MAG)
+    ), sed
 
 
 def calibration_arrays(
