@@ -50,3 +50,20 @@ def test_worker_app_reads_broker_from_settings(monkeypatch) -> None:
     app = importlib.reload(workers.app).app
     assert app.conf.broker_url.startswith("amqp://")
     get_settings.cache_clear()
+
+
+def test_image_installs_once_and_beat_writes_where_its_user_may() -> None:
+    """One non-editable install (migrations ship in the package), and beat's schedule file
+    goes to a folder the image's non-root user owns (its home), not the root-owned source."""
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    installs = re.findall(r"pip install\b[^\n&]*", text)
+    assert len(installs) == 1 and "-e" not in installs[0].split(), installs
+    user = re.search(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert user is not None
+    assert re.search(rf"useradd\s+--create-home\b.*\b{user.group(1)}\b", text)
+    home = f"/home/{user.group(1)}"
+    after_user = text[user.end() :]
+    assert re.search(rf"^WORKDIR\s+{home}\s*$", after_user, re.MULTILINE)
+    beat = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"]["beat"]
+    schedule = [arg for arg in beat["entrypoint"] if arg.startswith("--schedule=")]
+    assert len(schedule) == 1 and schedule[0].split("=", 1)[1].startswith(home + "/")

@@ -50,7 +50,7 @@ from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, time_figu
 from lor.bench.storage import storage_figures
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
-from lor.db.migrate import REPO_ROOT, upgrade
+from lor.db.migrate import upgrade
 from lor.db.run_store import SUMMARY_COLUMNS, state_counts
 
 RELEASE = "BENCH"
@@ -63,6 +63,9 @@ WIDE = (0.5, 1.5, 0.5)
 WORKER_START_S = 180.0
 
 Echo = Callable[[str], None]
+#: The folder holding the ``lor`` and ``workers`` packages (a checkout or site-packages):
+#: the worker subprocesses run from it.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ from sqlalchemy import Engine, text
 
 from lor.bench.pipeline import (
     RELEASE,
+    REPO_ROOT,
     bench_priors,
     create_bench_run,
     database_env,
@@ -51,7 +52,7 @@ from lor.bench.pipeline import (
 )
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
-from lor.db.migrate import REPO_ROOT, upgrade
+from lor.db.migrate import upgrade
 from lor.version import code_version
 
 SCENARIOS = ("process", "celery", "redis", "pg_drop")

@@ -1,12 +1,15 @@
 """Schema migrations and the stale-schema guard every entry point runs.
 
-Migrations live in the top-level ``migrations/`` folder (Alembic, date-prefixed revision
-files) and run only through :func:`upgrade` (``lor db upgrade``). SQL functions and views are
-versioned files under ``sql/`` that a migration installs, so they change with the schema.
+Migrations live in ``lor/db/migrations/`` (Alembic, date-prefixed revision files) and run
+only through :func:`upgrade` (``lor db upgrade``). SQL functions and views are versioned
+files under ``lor/db/sql/`` that a migration installs, so they change with the schema. Both
+are package resources found through :mod:`importlib.resources`, so an installed wheel (not
+only a checkout) can upgrade a database.
 """
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -18,16 +21,22 @@ from sqlalchemy import Engine, inspect
 from lor.db.models import SCHEMA
 from lor.errors import ConfigError, StaleSchemaError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
-SQL_DIR = REPO_ROOT / "sql"
+
+def _resource_dir(name: str) -> Path:
+    """A folder shipped inside ``lor.db``, as a filesystem path (Alembic needs one)."""
+    resource = files("lor.db").joinpath(name)
+    path = Path(str(resource))
+    if not path.is_dir():
+        raise ConfigError(f"lor.db resource folder {name!r} not found at {path}")
+    return path
 
 
 def alembic_config(url: str) -> Config:
-    if not (MIGRATIONS_DIR / "env.py").exists():
-        raise ConfigError(f"migrations folder not found at {MIGRATIONS_DIR}")
+    migrations = _resource_dir("migrations")
+    if not (migrations / "env.py").exists():
+        raise ConfigError(f"migrations folder {migrations} has no env.py")
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
     return cfg
@@ -80,8 +89,8 @@ def check_schema(engine: Engine) -> None:
 
 
 def read_sql(name: str) -> str:
-    """Text of a versioned SQL file under ``sql/`` (used by migrations)."""
-    path = SQL_DIR / name
+    """Text of a versioned SQL file under ``lor/db/sql/`` (used by migrations)."""
+    path = _resource_dir("sql") / name
     if not path.exists():
         raise ConfigError(f"SQL file {path} is missing")
     return path.read_text()

@@ -1,6 +1,6 @@
 """SQL over selections of stored posteriors: n(z) per tomographic bin, cone search, cross-match.
 
-The functions and aggregates themselves live in ``sql/0005_nz_sky.sql``; this module only
+The functions and aggregates themselves live in ``lor/db/sql/0005_nz_sky.sql``; this module only
 calls them. A user's ``where`` is a SQL condition over the columns of
 ``lor.run_posteriors(run)`` -- the same text they would type in psql -- so it is spliced in
 as written and runs in a READ ONLY transaction: it can select, never change anything.

@@ -2,7 +2,7 @@
 HATS catalog (:mod:`lor.interop.hats`: the Parquet export partitioned by HEALPix).
 
 Both read ``lor.run_posteriors(run)`` (the latest posterior of every object of the run, see
-``sql/0003_posterior_views.sql``) through a server-side cursor in chunks, inside one
+``lor/db/sql/0003_posterior_views.sql``) through a server-side cursor in chunks, inside one
 REPEATABLE READ transaction, so the count behind the progress bar and the rows written come
 from the same snapshot even while workers are still writing, and memory stays flat.
 

@@ -4,7 +4,7 @@ Because the flow's bijector is elementwise, the marginal of any one parameter ``
 ``(lo, hi)`` is a 1-D Gaussian mixture in ``u = logit((x - lo) / (hi - lo))``. Its density,
 CDF, quantiles, moments and mode follow analytically (or by one-dimensional quadrature), so
 redshift and stellar-mass summaries need no sampling, and the same formulas run in SQL
-(``sql/0002_posteriors.sql``).
+(``lor/db/sql/0002_posteriors.sql``).
 
 Everything is float64 and vectorized over objects; loops run only over the K components
 (a handful), which keeps every temporary a contiguous ``(N, G)`` array instead of an

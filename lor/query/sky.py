@@ -1,6 +1,6 @@
 """Cone search and cross-match against stored objects (``lor.cone``, ``lor.crossmatch``).
 
-Positions are indexed natively (``sql/0005_nz_sky.sql``: declination zones x RA in one btree
+Positions are indexed natively (``lor/db/sql/0005_nz_sky.sql``: declination zones x RA in one btree
 key), so both work on the system PostgreSQL and on the embedded pgserver without q3c.
 """
 

@@ -1,4 +1,4 @@
-"""Migration 0004 (sql/0004_fast_pz.sql): the one-pass redshift functions equal 0002's bit
+"""Migration 0004 (lor/db/sql/0004_fast_pz.sql): the one-pass redshift functions equal 0002's bit
 for bit, the normal CDF is inlined, the new prefilter tiers drop nothing, and the downgrade
 puts the 0002/0003 definitions back."""
 

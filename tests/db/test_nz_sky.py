@@ -1,4 +1,4 @@
-"""n(z), tomographic bins, cone search and cross-match (sql/0005_nz_sky.sql) on real PostgreSQL.
+"""n(z), tomographic bins, cone search and cross-match (lor/db/sql/0005_nz_sky.sql) on real PostgreSQL.
 
 n(z) is held to the Python representation (GaussianMixtureFlow.z_pdf averaged over objects)
 to 1e-9; cones and cross-matches to a brute-force search with astropy's separations.

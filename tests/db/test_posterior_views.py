@@ -1,4 +1,4 @@
-"""Posterior views and functions (sql/0003_posterior_views.sql) on the real PostgreSQL.
+"""Posterior views and functions (lor/db/sql/0003_posterior_views.sql) on the real PostgreSQL.
 
 Runs are processed by :class:`GmmProcessor`, which writes valid gmm_flow posteriors (so the
 redshift SQL functions apply) and no posterior for every fifth object.

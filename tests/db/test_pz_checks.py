@@ -1,4 +1,4 @@
-"""Migration 0006 (sql/0006_pz_checks.sql): corrupt params arrays raise clear errors, valid
+"""Migration 0006 (lor/db/sql/0006_pz_checks.sql): corrupt params arrays raise clear errors, valid
 ones give exactly 0004's values (issue #16: a zero sigma raised 'division by zero', a NaN
 sigma returned 0, a 2-D array said 'got <NULL> and <NULL>')."""
 

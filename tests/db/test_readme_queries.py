@@ -16,7 +16,6 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from lor.bench.synthetic_catalog import synthetic_object_table
-from lor.db.migrate import REPO_ROOT
 from lor.pipeline.ingest import ingest_catalog
 from lor.pipeline.processing import ObjectBatch, PosteriorBatch, process_run
 from lor.pipeline.runs import create_run
@@ -24,7 +23,7 @@ from lor.posteriors.base import LOG_MSTAR_INDEX, REDSHIFT_INDEX
 from tests.db.test_posterior_views import GmmProcessor, gmm_flow, register_estimator_row
 from tests.pipeline.catalog_files import write_catalog
 
-README = REPO_ROOT / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 README_TRACT = 9813
 SQL_BLOCK = re.compile(r"^```sql[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

@@ -1,4 +1,4 @@
-"""The redshift SQL functions (sql/0002_posteriors.sql) against the Python implementation,
+"""The redshift SQL functions (lor/db/sql/0002_posteriors.sql) against the Python implementation,
 on the real PostgreSQL: same stored float32 arrays, agreement to 1e-9 (required: 1e-6)."""
 
 from __future__ import annotations
