@@ -1,19 +1,30 @@
 """Emulator families by name + version, the shipped default, and database registration.
 
-One explicit table maps ``(family, version)`` to a loader; artifacts name their family in
-their spec, and the loader is chosen from that (never by unpickling).
+One explicit table maps ``(family, family_version)`` to the class that builds an
+:class:`~lor.emulators.protocol.Emulator` from a verified artifact's spec and arrays;
+artifacts name their family in their spec, and the class is chosen from that (never by
+unpickling). A new family is one module plus its class in :data:`FAMILY_CLASSES`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
 from lor.artifacts import load_from_families
+from lor.emulators.protocol import Emulator
 from lor.emulators.speculator import SpeculatorEmulator
 
-FAMILIES = {("speculator", "1"): SpeculatorEmulator}
+FAMILY_CLASSES: tuple[Any, ...] = (SpeculatorEmulator,)
+"""Every emulator family: each class has ``family``, ``family_version`` and builds itself as
+``cls(spec, arrays)``."""
+
+FAMILIES: dict[tuple[str, str], Any] = {
+    (cls.family, cls.family_version): cls for cls in FAMILY_CLASSES
+}
+"""The registry: ``(family, family_version)`` -> class."""
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
 #: The trained default emulator shipped in the repo, pinned by the sha256 of its spec.
@@ -23,12 +34,13 @@ SHIPPED_EMULATOR = (
 )
 
 
-def load_emulator(folder: Path, sha256: str) -> SpeculatorEmulator:
+def load_emulator(folder: Path, sha256: str) -> Emulator:
     """Verify an artifact's hash, then build the emulator its spec names."""
-    return load_from_families(folder, sha256, FAMILIES, "emulator")
+    emulator: Emulator = load_from_families(folder, sha256, FAMILIES, "emulator")
+    return emulator
 
 
-def load_shipped_emulator() -> SpeculatorEmulator:
+def load_shipped_emulator() -> Emulator:
     name, sha = SHIPPED_EMULATOR
     return load_emulator(SHIPPED_DIR / name, sha)
 

@@ -4,7 +4,14 @@ A representation turns a per-object posterior over the D SPS parameters into a f
 float32 vector (one ``lor.posteriors.params`` row) and back. Every stored row carries the
 representation's ``name`` and ``version``, and readers rebuild the representation from those
 two strings and its configuration through :func:`lor.posteriors.registry.get_representation`,
-never from pickles (the ``qp`` habit: one class per representation behind one base class).
+never from pickles (the ``qp`` habit: one class per representation behind one interface).
+
+The interface is a set of protocols, each what one kind of caller needs:
+:class:`PosteriorRepresentation` (every reader and the pipeline), :class:`AmortizedRepresentation`
+(an estimator's output layer and training objective), :class:`GaussianComponents` (the
+cubature reweighting) and :class:`SelfDescribing` (rows that carry their own configuration).
+A new representation is one module with one class plus one line in
+:data:`lor.posteriors.registry.REPRESENTATION_CLASSES`.
 
 Parameter index 0 is always redshift and index 1 always ``log_mstar`` (see
 :data:`lor.sps.parameters.PARAM_NAMES`); the redshift marginal is what SQL needs, so every
@@ -13,15 +20,16 @@ representation must provide it analytically or at least cheaply.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, runtime_checkable
 
 import numpy as np
 
 from lor.errors import LorError
 
 if TYPE_CHECKING:
+    import tensorflow as tf
     import tensorflow_probability as tfp
 
 REDSHIFT_INDEX: Final[int] = 0
@@ -58,13 +66,28 @@ class RepresentationError(LorError):
     """Posterior parameters or a representation's configuration are malformed or unknown."""
 
 
-class PosteriorRepresentation(ABC):
-    """A compressed, stored posterior over D bounded SPS parameters.
+@runtime_checkable
+class Marginal(Protocol):
+    """A one-parameter marginal of N posteriors; points broadcast as in :meth:`z_pdf`."""
 
-    Subclasses set the class attributes ``name`` and ``version`` (stamped on every stored
-    row) and implement the abstract methods. All arrays of stored parameters are
+    def pdf(self, x: Any) -> np.ndarray: ...
+
+    def cdf(self, x: Any) -> np.ndarray: ...
+
+    def quantile(self, q: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class PosteriorRepresentation(Protocol):
+    """A compressed, stored posterior over D bounded SPS parameters: everything the pipeline
+    calls on one (storage, SQL export, summaries, OOD checks, MCMC compression).
+
+    Implementations set the class attributes ``name`` and ``version`` (stamped on every
+    stored row) and may subclass this protocol explicitly, which makes the abstract methods
+    mandatory and inherits :meth:`z_prob`. All arrays of stored parameters are
     ``(N, floats_per_object)`` float32, one row per object; every method is vectorized over
-    objects, because the pipeline processes catalogs of millions of rows.
+    objects, because the pipeline processes catalogs of millions of rows. The stored layout
+    is the representation's own business: callers read parameters only through these methods.
     """
 
     name: ClassVar[str]
@@ -96,7 +119,9 @@ class PosteriorRepresentation(ABC):
 
     @abstractmethod
     def encode(self, samples: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Compress (weighted) posterior samples ``(N, S, D)`` into stored parameters."""
+        """Compress (weighted) posterior samples ``(N, S, D)`` inside the box into stored
+        parameters (MCMC chains, importance-reweighted draws). ``weights`` are non-negative,
+        ``(N, S)``, any normalisation; ``None`` means equal."""
 
     @abstractmethod
     def decode(self, params: Any) -> tfp.distributions.Distribution:
@@ -108,7 +133,29 @@ class PosteriorRepresentation(ABC):
 
     @abstractmethod
     def sample(self, params: np.ndarray, n: int, seed: int | None = None) -> np.ndarray:
-        """Draw ``n`` samples per object: ``(N, n, D)`` float64."""
+        """Draw ``n`` samples per object: ``(N, n, D)`` float64, reproducible for a seed."""
+
+    @abstractmethod
+    def sample_at(self, params: np.ndarray, points: np.ndarray, n_dims: int) -> np.ndarray:
+        """Draws ``(N, S, n_dims)`` of the first ``n_dims`` parameters at unit-cube
+        ``points`` ``(S, 1 + n_dims)`` shared by every object (a low-discrepancy set), so
+        sample summaries are a deterministic function of the posterior. Coordinate 0 is for
+        the representation's own discrete choice (a mixture component), the others map to
+        the parameters."""
+
+    @abstractmethod
+    def edge_mass(self, params: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mass ``(N, D)`` within ``fraction`` of the box width of each parameter's
+        lower and upper edge (the PRIOR_EDGE check)."""
+
+    @abstractmethod
+    def candidates(self, params: np.ndarray) -> np.ndarray:
+        """A few high-density points ``(N, C, D)`` of each posterior in parameter space,
+        most probable first (where the posterior-predictive fit check looks first)."""
+
+    @abstractmethod
+    def marginal(self, params: np.ndarray, dim: int) -> Marginal:
+        """The 1-D marginal of parameter ``dim`` (PIT, quantiles, plots)."""
 
     @abstractmethod
     def z_pdf(self, params: np.ndarray, z: Any) -> np.ndarray:
@@ -141,3 +188,65 @@ class PosteriorRepresentation(ABC):
         seed: int | None = 0,
     ) -> dict[str, np.ndarray]:
         """The :data:`SUMMARY_COLUMNS`, each an ``(N,)`` float64 array (NaN if unavailable)."""
+
+
+@runtime_checkable
+class AmortizedRepresentation(PosteriorRepresentation, Protocol):
+    """A representation an amortized estimator can output: a differentiable output layer
+    from unconstrained network outputs, and the training objective in its own coordinates
+    (what :mod:`lor.inference.estimator` and its training call)."""
+
+    @property
+    @abstractmethod
+    def n_raw(self) -> int:
+        """Width of the network output that :meth:`from_network_outputs` consumes."""
+
+    @abstractmethod
+    def from_network_outputs(self, raw: tf.Tensor) -> tf.Tensor:
+        """Valid stored parameters ``(N, P)`` from network outputs ``(N, n_raw)``
+        (differentiable, so every network output is storable)."""
+
+    @abstractmethod
+    def width_multiplier(self, scale: np.ndarray) -> np.ndarray:
+        """Elementwise factor ``(P,)`` on stored parameters that widens (>1) or narrows (<1)
+        every posterior along each parameter d by ``scale[d]`` (width recalibration)."""
+
+    @abstractmethod
+    def to_u(self, theta: np.ndarray) -> np.ndarray:
+        """Parameters ``(..., D)`` in the coordinates :meth:`u_log_prob` is evaluated in."""
+
+    @abstractmethod
+    def u_log_prob(self, params: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+        """``log q(u | params)`` in those coordinates (the training objective, TF)."""
+
+
+@runtime_checkable
+class GaussianComponents(PosteriorRepresentation, Protocol):
+    """A representation whose posteriors are Gaussian mixtures in a logit-of-box coordinate
+    ``u``: what the cubature reweighting (:mod:`lor.hierarchy.cubature`) moment-matches."""
+
+    box_lo: np.ndarray
+    """Lower box edges ``(D,)``: ``u_d = logit((theta_d - lo_d) / (hi_d - lo_d))``."""
+    box_hi: np.ndarray
+    """Upper box edges ``(D,)``."""
+    n_components: int
+    """K, the number of mixture components."""
+
+    @abstractmethod
+    def unpack(self, params: Any) -> tuple[Any, Any, Any]:
+        """Logits ``(N, K)``, means ``(N, K, D)`` and Cholesky factors ``(N, K, D, D)`` in ``u``."""
+
+    @abstractmethod
+    def pack(self, logits: Any, means: Any, chol: Any) -> Any:
+        """Stored rows ``(N, P)`` from logits, means and Cholesky factors (inverse of unpack)."""
+
+
+@runtime_checkable
+class SelfDescribing(Protocol):
+    """A representation class whose stored rows carry what reading their redshift marginal
+    needs, so a reader with only a row rebuilds it (:func:`lor.posteriors.registry.from_row`)."""
+
+    @classmethod
+    def from_header(cls, row: Any) -> PosteriorRepresentation:
+        """The representation that reads the redshift marginal of ``row`` and rows like it."""
+        ...

@@ -26,14 +26,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import numpy as np
 from scipy.special import expit, logit, ndtr, ndtri
 
+from lor import seeds
 from lor.posteriors import em, logit_mixture
 from lor.posteriors.base import (
     LOG_MSTAR_INDEX,
     REDSHIFT_INDEX,
     SUMMARY_COLUMNS,
     SUMMARY_QUANTILES,
+    AmortizedRepresentation,
     DerivedFn,
-    PosteriorRepresentation,
+    GaussianComponents,
     RepresentationError,
 )
 from lor.posteriors.sample_stats import sample_summary
@@ -54,8 +56,12 @@ def _is_tf(x: Any) -> bool:
     return type(x).__module__.startswith("tensorflow")
 
 
-class GaussianMixtureFlow(PosteriorRepresentation):
+class GaussianMixtureFlow(AmortizedRepresentation, GaussianComponents):
     """K-component full-covariance Gaussian mixture in logit-of-box coordinates.
+
+    The stored layout (module docstring) is defined here and nowhere else in Python:
+    callers read rows through the protocol methods, :meth:`unpack`/:meth:`pack` and
+    :meth:`from_header`; the SQL functions (``lor/db/sql``) mirror it.
 
     Parameters
     ----------
@@ -140,6 +146,27 @@ class GaussianMixtureFlow(PosteriorRepresentation):
     def __repr__(self) -> str:
         return f"GaussianMixtureFlow(D={self.n_dim}, K={self.n_components})"
 
+    @classmethod
+    def from_header(cls, row: Any) -> GaussianMixtureFlow:
+        """The representation that reads the redshift marginal of a stored row (and rows
+        with its header): K, D and the redshift box are all that marginal needs; the other
+        parameters' box edges are placeholders (0, 1)."""
+        k, d, z_lo, z_hi = (float(v) for v in np.asarray(row, np.float64)[:HEADER_SIZE])
+        lo, hi = np.zeros(int(d)), np.ones(int(d))
+        lo[REDSHIFT_INDEX], hi[REDSHIFT_INDEX] = z_lo, z_hi
+        return cls(lo, hi, n_components=int(k))
+
+    def width_multiplier(self, scale: np.ndarray) -> np.ndarray:
+        """Elementwise factor on stored params that scales Cholesky row d by ``scale[d]``.
+
+        Multiplying row d of every component's Cholesky factor stretches the posterior along
+        parameter d about each component's mean (u_d -> mu_d + s_d (u_d - mu_d)).
+        """
+        mult = np.ones(self.floats_per_object, np.float32)
+        rows = np.asarray(scale, np.float32)[self._tril_rows]
+        mult[self._sl_chol] = np.tile(rows, self.n_components)
+        return mult
+
     def pack(self, logits: Any, means: Any, chol: Any) -> Any:
         """Stored rows ``(N, P)`` from logits ``(N, K)``, means ``(N, K, D)``, chol ``(N, K, D, D)``.
 
@@ -207,7 +234,7 @@ class GaussianMixtureFlow(PosteriorRepresentation):
             )
         if not np.all(np.isfinite(p)):
             raise RepresentationError("params contain NaN or infinite values")
-        diag = p[:, self._sl_chol].reshape(p.shape[0], self.n_components, -1)
+        diag = p[:, self._sl_chol].reshape(p.shape[0], self.n_components, self.n_tril)
         if not np.all(diag[:, :, self._diag_packed] > 0):
             raise RepresentationError("Cholesky diagonals must be positive")
         return p
@@ -244,6 +271,18 @@ class GaussianMixtureFlow(PosteriorRepresentation):
     def to_theta(self, u: np.ndarray) -> np.ndarray:
         """Parameters of flow coordinates."""
         return self.box_lo + (self.box_hi - self.box_lo) * expit(u)
+
+    def u_log_prob(self, params: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+        """log q(u | params) of the base mixture in flow coordinates (the amortized
+        estimator's training objective; differentiable)."""
+        import tensorflow_probability as tfp
+
+        tfd = tfp.distributions
+        logits, means, chol = self.unpack(params)
+        mixture = tfd.MixtureSameFamily(
+            tfd.Categorical(logits=logits), tfd.MultivariateNormalTriL(loc=means, scale_tril=chol)
+        )
+        return mixture.log_prob(u)
 
     def fit(
         self,
@@ -364,27 +403,32 @@ class GaussianMixtureFlow(PosteriorRepresentation):
         return out[:, 0] if single else out
 
     def sample_u(
-        self, params: Any, n: int, seed: int | None = None, dtype: Any = np.float64
+        self, params: Any, n: int, seed: int | np.ndarray | None = None, dtype: Any = np.float64
     ) -> np.ndarray:
         """Samples ``(N, n, D)`` of the base mixture in ``u`` (before the bijector).
 
-        All K components are applied to every draw with one batched matrix product per
+        ``seed`` is an integer (one stream for the whole batch) or ``(N,)`` uint64 per-object
+        keys (:mod:`lor.seeds`), whose draws do not depend on the other rows. All K components are applied to every draw with one batched matrix product per
         chunk of objects and the drawn component is then picked out: cheaper than K masked
         products or a per-sample gather of Cholesky factors.
         """
         if int(n) != n or n < 1:
             raise RepresentationError(f"n must be a positive integer, not {n}")
         p = self.validate(params)
-        rng = np.random.default_rng(seed)
         n_obj, k, d = p.shape[0], self.n_components, self.n_dim
         logits = p[:, self._sl_logits].astype(np.float64)
         w = np.exp(logits - logits.max(axis=1, keepdims=True))
         cum = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
         comp = np.zeros((n_obj, n), dtype=np.int64)
-        uniform = rng.random((n_obj, n))
+        if np.ndim(seed) == 1:  # per-object keys: (component, normals) from the object's stream
+            noise = seeds.uniforms(np.asarray(seed, np.uint64), seeds.SAMPLE, (n, 1 + d))
+            uniform, eps = noise[:, :, 0], ndtri(noise[:, :, 1:]).astype(dtype)
+        else:
+            rng = np.random.default_rng(seed)  # type: ignore[arg-type]
+            uniform = rng.random((n_obj, n))
+            eps = rng.standard_normal((n_obj, n, d), dtype=dtype)
         for j in range(k - 1):
             comp += uniform >= cum[:, j, None]
-        eps = rng.standard_normal((n_obj, n, d), dtype=dtype)
         _, means, chol = self.unpack(p)
         # (N, D, K*D): column block j is L_j^T, so eps @ lt gives every component's draw.
         lt = np.swapaxes(chol, 2, 3).transpose(0, 2, 1, 3).reshape(n_obj, d, k * d).astype(dtype)
@@ -397,7 +441,7 @@ class GaussianMixtureFlow(PosteriorRepresentation):
         return eps
 
     def sample(
-        self, params: Any, n: int, seed: int | None = None, dtype: Any = np.float64
+        self, params: Any, n: int, seed: int | np.ndarray | None = None, dtype: Any = np.float64
     ) -> np.ndarray:
         """Samples ``(N, n, D)`` in parameter space, reproducible for a seed.
 
@@ -442,6 +486,14 @@ class GaussianMixtureFlow(PosteriorRepresentation):
         every += means[:, :, :n_dims, None]
         u = np.take_along_axis(every, comp[:, None, None, :], axis=1)[:, 0]
         return self._into_box(np.ascontiguousarray(u.transpose(0, 2, 1)))
+
+    def candidates(self, params: Any) -> np.ndarray:
+        """The K component centres ``(N, K, D)`` in parameter space, heaviest first (not
+        validated: the rows are the pipeline's own)."""
+        logits, means, _ = self.unpack(params)
+        order = np.argsort(-np.asarray(logits), axis=1)
+        centres = np.take_along_axis(np.asarray(means, np.float64), order[:, :, None], axis=1)
+        return self.to_theta(centres)
 
     def edge_mass(self, params: Any, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mass ``(N, D)`` within ``fraction`` of the box width of each parameter's
