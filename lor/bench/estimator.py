@@ -24,9 +24,9 @@ from lor.bench.harness import (
     time_figures,
     timings,
 )
+from lor.inference.mcmc import mcmc_posterior_samples
 from lor.inference.validation import (
     coverage,
-    mcmc_reference,
     photoz_metrics,
     pit_ks,
     recovery_metrics,
@@ -104,7 +104,7 @@ def evaluate(
         data = engine.prepare(cat.flux[idx], cat.flux_err[idx])  # model error included
         prior = estimator_prior(estimator.spec)
         mcmc_seconds, chains = timings(
-            lambda _: mcmc_reference(
+            lambda _: mcmc_posterior_samples(
                 emulator, prior, rep, result.params[idx], data.flux, data.err, seed=seed
             ),
             repeats,

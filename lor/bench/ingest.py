@@ -24,21 +24,21 @@ from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, time_figu
 from lor.bench.synthetic_catalog import write_synthetic_parquet
 from lor.db import catalog_store as store
 from lor.db.admin import temporary_database
-from lor.db.copy_binary import encode_rows
+from lor.db.copy_binary import Field, encode_rows
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
 from lor.pipeline.catalog_io import CatalogReader
-from lor.pipeline.ingest import CatalogColumns, _prepare_chunk, ingest_catalog
+from lor.pipeline.ingest import CatalogColumns, ingest_catalog, prepare_chunk
 
 
-def _encoded_rows(path: Path, chunk_rows: int) -> tuple[list[bytes], list]:  # type: ignore[type-arg]
+def _encoded_rows(path: Path, chunk_rows: int) -> tuple[list[bytes], list[Field]]:
     cols = CatalogColumns()
     fields = store.object_fields(len(cols.bands), with_ebv=False)
     payloads = []
     with CatalogReader(path) as reader:
         wanted = [cols.id, cols.ra, cols.dec, *cols.flux_columns(), *cols.err_columns(), "tract"]
         for chunk in reader.chunks(wanted, chunk_rows):
-            staged, _ = _prepare_chunk(chunk, cols, True)
+            staged, _ = prepare_chunk(chunk, cols, True)
             staged["release_id"] = np.full(len(staged["catalog_id"]), 1, np.int32)
             payloads.append(encode_rows(fields, {f.name: staged[f.name] for f in fields}))
     return payloads, fields

@@ -94,10 +94,11 @@ def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> di
     from lor.hierarchy.reweight import PosteriorReweighter
     from lor.hierarchy.zeropoints import PopulationDensity, fit_tract
     from lor.inference.amortized import PhotometryPosteriors
+    from lor.inference.mcmc import mcmc_posterior_samples
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
     from lor.inference.simulate import simulate_catalog
-    from lor.inference.validation import mcmc_reference, photoz_metrics
+    from lor.inference.validation import photoz_metrics
 
     emulator = load_shipped_emulator()
     posteriors = PhotometryPosteriors(load_shipped_estimator(), emulator)
@@ -150,7 +151,7 @@ def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> di
         after_raw.params, data.flux, data.err, None, None, zeros, ones, zeros, ones, seed=2
     )
     pick = np.linspace(0, len(flux) - 1, n_mcmc).astype(int)
-    samples, _ = mcmc_reference(emulator, prior, posteriors.rep, after_raw.params[pick],
+    samples, _ = mcmc_posterior_samples(emulator, prior, posteriors.rep, after_raw.params[pick],
                                 data.flux[pick], data.err[pick], seed=3)  # fmt: skip
     z50_mcmc = np.median(samples[:, :, 0], axis=1)
     dz = np.abs(after.summaries["z_q50"][pick] - z50_mcmc) / (1 + z50_mcmc)

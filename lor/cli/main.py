@@ -197,7 +197,7 @@ def train_estimator(config_path: Path, out: Path) -> None:
 @click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
 def validate(out: Path, objects: int, n_mcmc: int) -> None:
     """Validation report for the shipped estimator: PNG plots + JSON on held-out simulations."""
-    from lor.inference.report import write_report
+    from lor.bench.report import write_report
 
     figures = write_report(out, objects, n_mcmc)
     click.echo(
@@ -301,7 +301,7 @@ def bench_prior(draws: int, repeats: int) -> None:
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timing repeats (>= 3).")
 def bench_posteriors(repeats: int) -> None:
     """Summary computation speed of the compressed flow posterior."""
-    from lor.posteriors.benchmark import run_summaries_benchmark
+    from lor.bench.summaries import run_summaries_benchmark
 
     click.echo(json.dumps(run_summaries_benchmark(repeats=repeats), default=float))
 

@@ -18,8 +18,8 @@ from lor.errors import ConfigError
 from lor.inference.data_model import DataModel
 from lor.inference.derived import LEADING_PARAMS, derived_quantities
 from lor.inference.estimator import AmortizedEstimator, input_features
-from lor.inference.estimator_training import InputDensity
 from lor.inference.flags import Flag
+from lor.inference.input_density import InputDensity
 from lor.inference.model_error import ModelError
 
 EDGE_FRACTION = 0.01
@@ -240,9 +240,9 @@ class PhotometryPosteriors:
 
     def mcmc(self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, seed: int) -> np.ndarray:
         """Posteriors by MCMC (emulator likelihood x prior), compressed to the stored form."""
-        from lor.inference.validation import mcmc_reference
+        from lor.inference.mcmc import mcmc_posterior_samples
 
-        samples, _ = mcmc_reference(
+        samples, _ = mcmc_posterior_samples(
             self.emulator,
             self.fallback_prior,
             self.rep,

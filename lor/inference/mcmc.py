@@ -16,12 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import numpy as np
 import tensorflow as tf
 
 from lor.errors import LorError
+
+if TYPE_CHECKING:
+    from lor.inference.prior import PopulationPrior
+    from lor.posteriors.base import PosteriorRepresentation
 
 LogProbFn = Callable[[tf.Tensor], tf.Tensor]
 """``theta (N, M, D) -> log density (N, M)``; may return ``-inf`` outside the support."""
@@ -415,3 +419,33 @@ def integrated_time(chain: np.ndarray | tf.Tensor, c: float = 5.0, block: int = 
         window = np.where(m.any(axis=0), np.argmin(m, axis=0), k - 1)
         tau[start : start + block] = np.take_along_axis(taus, window[None], axis=0)[0]
     return tau
+
+
+def mcmc_posterior_samples(
+    emulator: Any,
+    prior: PopulationPrior,
+    rep: PosteriorRepresentation,
+    params: np.ndarray,
+    flux: np.ndarray,
+    flux_err: np.ndarray,
+    n_walkers: int = 32,
+    n_burn: int = 1000,
+    n_steps: int = 1000,
+    thin: int = 10,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MCMC (emulator likelihood x prior) started from the amortized posterior's samples.
+
+    The processor's fallback for objects the estimator cannot handle, and the reference the
+    benches and validation compare the estimator against. Returns pooled samples (N, S, D)
+    and the per-object acceptance fraction.
+    """
+    from lor.inference.likelihood import PhotometricPosterior
+
+    usable = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
+    target = PhotometricPosterior(emulator, prior, flux, flux_err, usable)
+    start = rep.sample(params, n_walkers, seed, np.float64)
+    margin = 1e-6 * (emulator.box_hi - emulator.box_lo)
+    start = np.clip(start, emulator.box_lo + margin, emulator.box_hi - margin)
+    result = EnsembleSampler(target, seed=seed).run(start, n_burn, n_steps, thin)
+    return result.samples, result.acceptance_fraction

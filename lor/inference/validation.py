@@ -50,32 +50,3 @@ def recovery_metrics(
             "coverage95": coverage(pit, 0.95),
         }
     return out
-
-
-def mcmc_reference(
-    emulator,  # type: ignore[no-untyped-def]
-    prior,  # type: ignore[no-untyped-def]
-    rep,  # type: ignore[no-untyped-def]
-    params: np.ndarray,
-    flux: np.ndarray,
-    flux_err: np.ndarray,
-    n_walkers: int = 32,
-    n_burn: int = 1000,
-    n_steps: int = 1000,
-    thin: int = 10,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """MCMC (emulator likelihood x prior) started from the amortized posterior's samples.
-
-    Returns pooled samples (N, S, D) and the per-object acceptance fraction.
-    """
-    from lor.inference.likelihood import PhotometricPosterior
-    from lor.inference.mcmc import EnsembleSampler
-
-    usable = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
-    target = PhotometricPosterior(emulator, prior, flux, flux_err, usable)
-    start = rep.sample(params, n_walkers, seed, np.float64)
-    margin = 1e-6 * (emulator.box_hi - emulator.box_lo)
-    start = np.clip(start, emulator.box_lo + margin, emulator.box_hi - margin)
-    result = EnsembleSampler(target, seed=seed).run(start, n_burn, n_steps, thin)
-    return result.samples, result.acceptance_fraction

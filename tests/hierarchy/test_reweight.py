@@ -190,8 +190,8 @@ def test_reweighted_redshifts_agree_with_mcmc_under_the_new_prior(engine) -> Non
     """Direct inference as the reference: objects drawn from a population unlike the interim
     prior, their interim posteriors reweighted to that population's prior, against MCMC
     (emulator likelihood x the same prior) on the same objects."""
+    from lor.inference.mcmc import mcmc_posterior_samples
     from lor.inference.simulate import simulate_catalog
-    from lor.inference.validation import mcmc_reference
 
     truth = shifted(**validation_shift(INTERIM))
     cat = simulate_catalog(60, engine.emulator, truth, seed=8)
@@ -201,7 +201,7 @@ def test_reweighted_redshifts_agree_with_mcmc_under_the_new_prior(engine) -> Non
         interim.params, cat.flux, cat.flux_err, None, None, zeros, ones, zeros, ones, seed=2
     )
     data = engine.prepare(cat.flux, cat.flux_err)  # the same likelihood: model error included
-    samples, _ = mcmc_reference(engine.emulator, truth, engine.rep, interim.params, data.flux,
+    samples, _ = mcmc_posterior_samples(engine.emulator, truth, engine.rep, interim.params, data.flux,
                                 data.err, n_burn=600, n_steps=600, seed=3)  # fmt: skip
     z_mcmc = np.median(samples[:, :, 0], axis=1)
     dz = np.abs(reweighted.summaries["z_q50"] - z_mcmc) / (1 + z_mcmc)

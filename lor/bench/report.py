@@ -1,7 +1,9 @@
 """``lor validate``: a validation report (PNG plots + JSON) for the shipped estimator.
 
 Plots: photo-z against true z, the PIT histogram, the coverage curve, recovery of every SPS
-parameter, and a few amortized posteriors drawn over their MCMC samples.
+parameter, and a few amortized posteriors drawn over their MCMC samples. It lives with the
+benches because its figures are those of ``lor bench estimator`` on the same held-out set
+(:func:`lor.bench.estimator.evaluate`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from lor.bench.estimator import evaluate
+
 
 def write_report(out: Path, n_objects: int = 10_000, n_mcmc: int = 200) -> dict[str, Any]:
     import matplotlib
@@ -19,7 +23,6 @@ def write_report(out: Path, n_objects: int = 10_000, n_mcmc: int = 200) -> dict[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lor.bench.estimator import evaluate
     from lor.inference.registry import load_shipped_estimator
     from lor.sps.parameters import PARAM_NAMES
 

@@ -1,4 +1,4 @@
-"""Throughput of :meth:`GaussianMixtureFlow.summaries`, for ``lor bench``.
+"""``lor bench posteriors``: throughput of :meth:`GaussianMixtureFlow.summaries`.
 
 Reports objects per second for the analytic columns alone (redshift and stellar mass) and
 with ``log_sfr`` from samples through a cheap stand-in ``derived`` function, so the figure
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from lor.bench.harness import bench_report, rate_figures
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
 from lor.posteriors.synthetic import random_params
 from lor.sps.parameters import box_arrays, default_training_box
@@ -35,8 +36,6 @@ def run_summaries_benchmark(
     CPU-time rates are reported beside the wall-clock ones, with the load average, because a
     shared machine's wall clock mostly measures the neighbours.
     """
-    from lor.bench.harness import bench_report, rate_figures
-
     lo, hi = box_arrays(default_training_box())
     flow = GaussianMixtureFlow(lo, hi, n_components)
     params = random_params(flow, n_objects, seed)
