@@ -15,7 +15,7 @@ AB_ZEROPOINT_NJY: Final[float] = 3631e9
 """Flux density (nJy) of an ``m_AB = 0`` source."""
 
 AB_MAG_OF_1_NJY: Final[float] = float(2.5 * np.log10(AB_ZEROPOINT_NJY))
-"""AB magnitude (31.39993) of a 1 nJy source: ``m_AB = AB_MAG_OF_1_NJY - 2.5 log10(f / nJy)``."""
+"""AB magnitude (31.40007) of a 1 nJy source: ``m_AB = AB_MAG_OF_1_NJY - 2.5 log10(f / nJy)``."""
 
 
 def abmag_to_njy(mag: np.ndarray | float) -> np.ndarray:

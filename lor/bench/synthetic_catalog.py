@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from lor.db.catalog_store import LSST_BANDS
-from lor.pipeline.photometry import mag_to_njy
+from lor.units import abmag_to_njy
 
 #: LSST 10-year coadded 5-sigma point-source depths (AB), Ivezic et al. 2019 Table 1.
 LSST_DEPTH_10YR = {"u": 25.6, "g": 26.9, "r": 26.9, "i": 26.4, "z": 25.6, "y": 24.8}
@@ -36,8 +36,8 @@ def synthetic_object_table(n: int, seed: int = 0, first_id: int = 1_000_000_000_
     }
     for b, band in enumerate(LSST_BANDS):
         mag = i_mag + colour[:, b] - colour[:, 3]
-        sigma = mag_to_njy(np.full(n, LSST_DEPTH_10YR[band])) / 5.0
-        cols[f"{band}_cModelFlux"] = mag_to_njy(mag) + rng.normal(0.0, sigma)
+        sigma = abmag_to_njy(np.full(n, LSST_DEPTH_10YR[band])) / 5.0
+        cols[f"{band}_cModelFlux"] = abmag_to_njy(mag) + rng.normal(0.0, sigma)
         cols[f"{band}_cModelFluxErr"] = sigma * rng.uniform(0.9, 1.1, n)
     return pa.table(cols)
 

@@ -29,6 +29,7 @@ import tensorflow as tf
 from lor.artifacts import read_artifact, write_artifact
 from lor.batching import padded_batches
 from lor.errors import ParameterError, UnknownBandError
+from lor.units import abmag_to_njy
 
 FAMILY = "speculator"
 FAMILY_VERSION = "1"
@@ -207,7 +208,7 @@ class SpeculatorEmulator:
 
     def fluxes_njy(self, params: np.ndarray, allow_extrapolation: bool = False) -> np.ndarray:
         mags = self.magnitudes(params, allow_extrapolation)
-        return 3631e9 * 10.0 ** (-0.4 * mags.astype(np.float64))
+        return abmag_to_njy(mags)
 
     def check(self, params: np.ndarray) -> np.ndarray:
         arr = np.asarray(params, dtype=np.float32)

@@ -32,6 +32,7 @@ from scipy.optimize import minimize
 from lor.hierarchy.objective import TFObjective
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.prior import PopulationPrior, PriorMixture
+from lor.units import abmag_to_njy
 
 HYPER_BOUNDS: dict[str, tuple[float, float]] = {
     "z0": (0.2, 3.0), "alpha": (0.2, 5.0), "beta": (0.5, 4.0),
@@ -178,7 +179,7 @@ def selection_sample(
     theta = reference.sample(n, seed)
     flux = posteriors.emulator.fluxes_njy(theta)
     err = posteriors.data_model.flux_error(flux)[:, band]
-    limit = 3631e9 * 10.0 ** (-0.4 * float(reference.selection["mag_max"]))
+    limit = abmag_to_njy(float(reference.selection["mag_max"]))
     return {"theta": theta, "log_passing": log_ndtr((flux[:, band] - limit) / err)}
 
 

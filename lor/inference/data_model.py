@@ -23,11 +23,11 @@ from functools import lru_cache
 import numpy as np
 
 from lor.errors import ConfigError
+from lor.units import abmag_to_njy
 
 #: LSST 10-year coadded 5-sigma depths (AB) and the gamma of the error model, Ivezić+2019.
 LSST_M5_10YR = {"u": 25.6, "g": 26.9, "r": 26.9, "i": 26.4, "z": 25.6, "y": 24.8}
 LSST_GAMMA = {"u": 0.038, "g": 0.039, "r": 0.039, "i": 0.039, "z": 0.039, "y": 0.039}
-AB_NJY = 3631e9
 
 
 @lru_cache(maxsize=8)
@@ -83,7 +83,7 @@ class DataModel:
         m5 = self.depth(np.broadcast_to(np.asarray(years, np.float64), flux_njy.shape[:-1]))
         if depth_offset is not None:
             m5 = m5 + depth_offset
-        f5 = AB_NJY * 10.0 ** (-0.4 * m5)
+        f5 = abmag_to_njy(m5)
         # Eq. 5 in flux units: sigma_f**2 = k**2 ((0.04 - gamma) f5 f + gamma f5**2), k = ln10/2.5;
         # a source at or below the sky level keeps the sky-limited k sqrt(gamma) f5.
         k = np.log(10.0) / 2.5

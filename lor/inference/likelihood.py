@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from lor.inference.prior import PopulationPrior
+from lor.units import AB_ZEROPOINT_NJY
 
 
 class PhotometricPosterior:
@@ -39,7 +40,7 @@ class PhotometricPosterior:
         n, w, d = tf.unstack(tf.shape(theta))
         flat = tf.reshape(theta, [-1, d])
         mags = tf.cast(self.emulator.magnitudes_tf(tf.cast(flat, tf.float32)), tf.float64)
-        model = 3631e9 * tf.pow(tf.constant(10.0, tf.float64), -0.4 * mags)
+        model = AB_ZEROPOINT_NJY * tf.pow(tf.constant(10.0, tf.float64), -0.4 * mags)
         model = tf.reshape(model, [n, w, -1])
         chi = (self.flux[:, None, :] - model) * self.inv_err[:, None, :]
         return -0.5 * tf.reduce_sum(chi * chi, axis=-1)

@@ -12,6 +12,7 @@ import numpy as np
 
 from lor.inference.data_model import DataModel
 from lor.inference.prior import PopulationPrior
+from lor.units import njy_to_abmag
 
 
 @dataclass
@@ -37,7 +38,7 @@ ROUND_MAX = 2_000_000
 
 def observed_mag(flux: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux > 0, -2.5 * np.log10(np.maximum(flux, 1e-30) / 3631e9), np.inf)
+        return np.where(flux > 0, njy_to_abmag(np.maximum(flux, 1e-30)), np.inf)
 
 
 def simulate_catalog(

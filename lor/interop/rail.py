@@ -31,7 +31,7 @@ from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 
 from lor.errors import ConfigError
-from lor.pipeline.photometry import mag_to_njy
+from lor.units import abmag_to_njy
 
 #: Ancillary columns copied from lor's summaries into the ensemble.
 ANCIL_SUMMARIES = (
@@ -140,7 +140,7 @@ class LorEstimator(CatEstimator):
         err = np.column_stack([np.asarray(data[e], np.float64) for _, e in names])
         if cfg.units == "abmag":
             bad = ~np.isfinite(value) | (np.abs(value) >= 98) | ~(err > 0) | (np.abs(err) >= 98)
-            flux = mag_to_njy(np.where(bad, 25.0, value))
+            flux = abmag_to_njy(np.where(bad, 25.0, value))
             value, err = np.where(bad, np.nan, flux), np.where(bad, np.nan, flux * _LN10_04 * err)
         elif cfg.units != "njy":
             raise ConfigError(f"units must be 'njy' or 'abmag', not {cfg.units!r}")

@@ -19,19 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from lor.errors import IngestError
+from lor.units import abmag_to_njy
 
-AB_ZEROPOINT_NJY = 2.5 * np.log10(
-    3631e9
-)  # m_AB = -2.5 log10(f / 3631 Jy) = 31.39993 - 2.5 log10(f / nJy)
 MAG_SENTINEL_NONDETECTION = 99.0
 MAG_SENTINEL_MISSING = -99.0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Below this many finite values the unit check tests every value, not the median.
 SMALL_SAMPLE = 20
-
-
-def mag_to_njy(mag: np.ndarray) -> np.ndarray:
-    return np.power(10.0, -0.4 * (mag - AB_ZEROPOINT_NJY))
 
 
 @dataclass
@@ -160,12 +154,12 @@ def photometry_from_mags(mag: np.ndarray, magerr: np.ndarray, bands: list[str]) 
         implausible = measured[:, b] & ((mag[:, b] < -10) | (mag[:, b] > 60))
         reasons.add(implausible, f"band {band}: magnitude {band} outside -10..60")
     with np.errstate(over="ignore", invalid="ignore"):
-        f = mag_to_njy(np.where(measured, mag, 30.0))
+        f = abmag_to_njy(np.where(measured, mag, 30.0))
         flux = np.where(measured, f, np.where(nondet_limit, 0.0, np.nan))
         err = np.where(
             measured,
             f * np.log(10.0) / 2.5 * magerr,
-            np.where(nondet_limit, mag_to_njy(np.where(nondet_limit, magerr, 30.0)), np.nan),
+            np.where(nondet_limit, abmag_to_njy(np.where(nondet_limit, magerr, 30.0)), np.nan),
         )
     reasons.add(missing.all(axis=1), "no usable band")
     return Photometry(

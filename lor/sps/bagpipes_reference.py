@@ -15,6 +15,7 @@ import numpy as np
 
 from lor.sps.bandpasses import LSST_BANDS, load_bandpasses, write_filter_files
 from lor.sps.parameters import ETA_BIRTH_CLOUD, PARAM_NAMES, T_BIRTH_CLOUD_GYR
+from lor.units import njy_to_abmag
 
 
 def bagpipes_components(p: np.ndarray, age_of_universe_gyr: float) -> dict:
@@ -72,5 +73,5 @@ class BagpipesReference:
                 )
             else:
                 self._galaxy.update(components)
-            out[i] = -2.5 * np.log10(self._galaxy.photometry * 1e3 / 3631e9)  # uJy -> AB
+            out[i] = njy_to_abmag(self._galaxy.photometry * 1e3)  # uJy -> nJy -> AB
         return out

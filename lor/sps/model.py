@@ -59,15 +59,13 @@ from lor.sps.parameters import (
 )
 from lor.sps.photometry import RedshiftedBands
 from lor.sps.sfh import AgeGrid
+from lor.units import njy_to_abmag
 
 L_SUN_ERG_S = 3.826e33
 """Solar luminosity (erg/s) in which the BC03 grids are expressed."""
 
 C_ANGSTROM_S = 2.99792458e18
 """Speed of light (Angstrom/s)."""
-
-AB_ZEROPOINT_NJY = 3631e9
-"""AB magnitude zero point (nJy)."""
 
 MODEL_NAME = "bc03-delayed-cf00-nebular-igm"
 """Name stamped on artifacts derived from this forward model."""
@@ -332,7 +330,7 @@ class SPSModel:
 
     def _magnitudes_unit_mass(self, params: np.ndarray) -> np.ndarray:
         flux = self._in_chunks(self._fluxes_unit_mass, params)
-        return -2.5 * np.log10(flux / AB_ZEROPOINT_NJY)
+        return njy_to_abmag(flux)
 
     def _in_chunks(self, func, params: np.ndarray) -> np.ndarray:
         return np.concatenate(

@@ -9,6 +9,7 @@ from lor.errors import ConfigError
 from lor.inference.data_model import DataModel, extinction_coefficients
 from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
 from lor.sps.parameters import box_arrays, default_training_box
+from lor.units import abmag_to_njy
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +69,12 @@ def test_hyperparameters_are_checked() -> None:
 def test_lsst_error_model() -> None:
     dm = DataModel()
     m5 = dm.depth(10.0)
-    flux_at_m5 = 3631e9 * 10 ** (-0.4 * m5)
+    flux_at_m5 = abmag_to_njy(m5)
     snr = flux_at_m5 / dm.flux_error(flux_at_m5[None, :])[0]
     # Ivezic et al. 2019 Eq. 5 at m = m5: sigma_m = 0.2 mag -> S/N = 2.5 / (ln 10 * 0.2)
     np.testing.assert_allclose(snr, 2.5 / (np.log(10) * 0.2), rtol=1e-9)
     np.testing.assert_allclose(dm.depth(1.0), m5 - 1.25)
-    bright = 3631e9 * 10 ** (-0.4 * 20.0) * np.ones((1, 6))
+    bright = abmag_to_njy(20.0) * np.ones((1, 6))
     sigma_m = 2.5 / np.log(10) * dm.flux_error(bright)[0] / bright[0]
     assert np.all(sigma_m < 0.01)  # bright sources: well below 1%
     with pytest.raises(ConfigError):

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from lor.bench.synthetic_catalog import synthetic_object_table
 from lor.errors import IngestError
 from lor.pipeline.ingest import CatalogColumns, ingest_catalog
-from lor.pipeline.photometry import mag_to_njy
+from lor.units import abmag_to_njy
 from tests.pipeline.catalog_files import write_catalog
 
 N = 300
@@ -217,13 +217,13 @@ def test_magnitude_catalog_without_tracts(engine, tmp_path: Path) -> None:
     assert (
         r0.nondetection_mask == 1
         and r0.flux[0] == 0
-        and r0.flux_err[0] == pytest.approx(mag_to_njy(27.5), rel=1e-6)
+        and r0.flux_err[0] == pytest.approx(abmag_to_njy(27.5), rel=1e-6)
     )
     assert r1.missing_mask == 1 << 5 and np.isnan(r1.flux[5])
     assert r2.missing_mask == 1 << 1
-    assert r3.flux[3] == pytest.approx(mag_to_njy(mag["i"][3]), rel=1e-6)
+    assert r3.flux[3] == pytest.approx(abmag_to_njy(mag["i"][3]), rel=1e-6)
     assert r3.flux_err[3] == pytest.approx(
-        mag_to_njy(mag["i"][3]) * np.log(10) / 2.5 * 0.05, rel=1e-5
+        abmag_to_njy(mag["i"][3]) * np.log(10) / 2.5 * 0.05, rel=1e-5
     )
 
 
