@@ -34,10 +34,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-#: Values of ``posteriors.method``, how a posterior was made; the staging table of
-#: :mod:`lor.db.queue_store` carries the index into this tuple, so append, never reorder.
-METHODS: tuple[str, ...] = ("none", "amortized", "mcmc", "reweighted")
-
 SCHEMA = "lor"
 #: Number of hash partitions of the big tables (a power of two; Citus shards the same key).
 N_PARTITIONS = 16
@@ -72,24 +68,12 @@ class BandSet(Base):
     }
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, comment="Band set id.")
-    name: Mapped[str] = mapped_column(Text, unique=True, comment="Band set name, e.g. lsst or lsst-euclid.")
+    name: Mapped[str] = mapped_column(Text, unique=True, comment="Band set name, e.g. lsst_ugrizy.")
     bands: Mapped[list[str]] = mapped_column(
         ARRAY(Text), comment="Short band names in array order, e.g. {u,g,r,i,z,y}."
     )
     filters: Mapped[list[str]] = mapped_column(
         ARRAY(Text), comment="speclite filter names in array order, e.g. {lsst2023-u,...}."
-    )
-    reference_band: Mapped[str | None] = mapped_column(
-        Text, comment="Band the survey selection and the population prior refer to, e.g. i."
-    )
-    definition: Mapped[dict[str, Any] | None] = mapped_column(
-        JSONB,
-        comment="The band set's record (lor.bands.BandSet.as_record): bands, filter curves, "
-        "5-sigma depths, error model, reference band, citations. NULL: an ad-hoc set from "
-        "before migration 0011.",
-    )
-    definition_sha256: Mapped[str | None] = mapped_column(
-        Text, comment="sha256 of the definition; artifacts carry the same record in their spec."
     )
     created_at: Mapped[datetime] = _now()
 
@@ -447,7 +431,7 @@ class Posterior(Base):
     __tablename__ = "posteriors"
     __table_args__ = (
         UniqueConstraint("tract_id", "run_id", "object_id"),
-        CheckConstraint(f"method IN ({', '.join(repr(m) for m in METHODS)})", name="method"),
+        CheckConstraint("method IN ('amortized', 'mcmc', 'reweighted', 'none')", name="method"),
         {
             "postgresql_partition_by": "HASH (tract_id)",
             "comment": "Per-object posteriors: compressed flow parameters, summaries, OOD flags "
