@@ -51,7 +51,8 @@ from lor.bench.storage import storage_figures
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
-from lor.db.run_store import SUMMARY_COLUMNS, state_counts
+from lor.db.run_store import state_counts
+from lor.posteriors.base import SUMMARY_COLUMNS
 
 RELEASE = "BENCH"
 FIRST_TRACT = 9800

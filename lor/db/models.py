@@ -34,6 +34,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+#: Values of ``posteriors.method``, how a posterior was made; the staging table of
+#: :mod:`lor.db.queue_store` carries the index into this tuple, so append, never reorder.
+METHODS: tuple[str, ...] = ("none", "amortized", "mcmc", "reweighted")
+
 SCHEMA = "lor"
 #: Number of hash partitions of the big tables (a power of two; Citus shards the same key).
 N_PARTITIONS = 16
@@ -431,7 +435,7 @@ class Posterior(Base):
     __tablename__ = "posteriors"
     __table_args__ = (
         UniqueConstraint("tract_id", "run_id", "object_id"),
-        CheckConstraint("method IN ('amortized', 'mcmc', 'reweighted', 'none')", name="method"),
+        CheckConstraint(f"method IN ({', '.join(repr(m) for m in METHODS)})", name="method"),
         {
             "postgresql_partition_by": "HASH (tract_id)",
             "comment": "Per-object posteriors: compressed flow parameters, summaries, OOD flags "

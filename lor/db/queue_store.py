@@ -34,13 +34,13 @@ from sqlalchemy import Connection, text
 
 from lor.db.catalog_store import copy_rows
 from lor.db.copy_binary import Field, UuidColumn, decode_array, encode_rows
-from lor.db.run_store import DEFAULT_RUN_CONFIG, SUMMARY_COLUMNS
+from lor.db.models import METHODS
+from lor.db.run_store import DEFAULT_RUN_CONFIG
 from lor.errors import NotFoundError
+from lor.posteriors.base import SUMMARY_COLUMNS
 
 #: Namespace of posterior ids: ``uuid5(POSTERIOR_NAMESPACE, f"{run_id}:{object_id}")``.
 POSTERIOR_NAMESPACE = uuid.UUID("6f0b4a52-3c1e-5d8e-9a57-1c0e6e2b7d41")
-#: Values of ``posteriors.method``; the stage table carries the index into this tuple.
-METHODS = ("none", "amortized", "mcmc", "reweighted")
 STAGE_TABLE = "lor_posterior_stage"
 KEYS_TABLE = "lor_item_keys"
 MAX_ERROR_CHARS = 2000

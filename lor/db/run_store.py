@@ -18,15 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from lor.db.models import Posterior
 from lor.errors import NotFoundError
 
-#: Summary columns of ``lor.posteriors``, in table order.
-SUMMARY_COLUMNS = tuple(
-    c.name
-    for c in Posterior.__table__.columns
-    if c.name.startswith(("z_", "log_mstar_", "log_sfr_"))
-)
 #: Run settings every run records (``processing_runs.config``); callers may override them.
 DEFAULT_RUN_CONFIG: dict[str, Any] = {"batch_size": 1000, "lease_s": 600, "max_attempts": 3}
 

@@ -34,10 +34,10 @@ from tqdm.auto import tqdm
 
 from lor.db import run_store
 from lor.db.model_store import model_version
-from lor.db.run_store import SUMMARY_COLUMNS, Run
+from lor.db.run_store import Run
 from lor.errors import LorError
 from lor.pipeline.runs import run_as_dict
-from lor.posteriors.base import PosteriorRepresentation, RepresentationError
+from lor.posteriors.base import SUMMARY_COLUMNS, PosteriorRepresentation, RepresentationError
 from lor.posteriors.gmm_flow import HEADER_SIZE, GaussianMixtureFlow
 from lor.posteriors.registry import get_representation
 from lor.version import code_version

@@ -44,10 +44,11 @@ from lor.db import run_store as store
 from lor.db import worker_store
 from lor.db.copy_binary import UuidColumn
 from lor.db.queue_store import PosteriorRows
-from lor.db.run_store import SUMMARY_COLUMNS, Run
+from lor.db.run_store import Run
 from lor.db.worker_store import Holder
 from lor.errors import ConfigError, LorError
 from lor.pipeline.heartbeat import Heartbeat, describe_wait, is_dead, requeue_dead
+from lor.posteriors.base import SUMMARY_COLUMNS
 
 log = logging.getLogger(__name__)
 
