@@ -48,6 +48,8 @@ HEADER_SIZE: Final[int] = 4
 """Floats before the mixture parameters: K, D, z_lo, z_hi."""
 
 _LOG_2PI: Final[float] = float(np.log(2.0 * np.pi))
+_DRAW_CHUNK: Final[int] = 1 << 18
+"""Floats of every-component draws :meth:`GaussianMixtureFlow.sample_at` holds at once (1 MiB)."""
 _EDGE: Final[float] = 1e-12
 """Samples on a box edge are pulled this fraction of the width inside before the logit."""
 
@@ -471,7 +473,13 @@ class GaussianMixtureFlow(AmortizedRepresentation, GaussianComponents):
         standard normals through the component's leading Cholesky block (the first
         ``n_dims`` coordinates of a Gaussian need only that). With a scrambled Sobol set,
         64 points gave log SFR quantiles closer to 16384 random draws than 64 random draws
-        did, for less work: all objects share one ``ndtri`` and one matrix product.
+        did, for less work: all objects share one ``ndtri``.
+
+        Every component's draw at every point is one small matrix product per object, laid
+        out (point, component, parameter) so that the drawn component's row is picked by one
+        row gather (``np.take``), chunk by chunk in cache: half the time of selecting with
+        ``take_along_axis`` over a (component, parameter, point) array (issue #17 profile).
+        Only the leading ``n_dims`` rows of each packed Cholesky factor are read.
         """
         p = self.validate(params)
         n, k, s = p.shape[0], self.n_components, len(points)
@@ -479,13 +487,22 @@ class GaussianMixtureFlow(AmortizedRepresentation, GaussianComponents):
         w = np.exp(logits - logits.max(axis=1, keepdims=True))
         cum = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
         comp = (points[None, :, 0, None] >= cum[:, None, :-1]).sum(axis=2)  # (N, S)
-        eps = ndtri(points[:, 1 : 1 + n_dims]).astype(np.float32)
-        _, means, chol = self.unpack(p)
-        lead = chol[:, :, :n_dims, :n_dims].reshape(n * k * n_dims, n_dims)
-        every = (lead @ eps.T).reshape(n, k, n_dims, s)  # every component at every point
-        every += means[:, :, :n_dims, None]
-        u = np.take_along_axis(every, comp[:, None, None, :], axis=1)[:, 0]
-        return self._into_box(np.ascontiguousarray(u.transpose(0, 2, 1)))
+        eps = ndtri(points[:, 1 : 1 + n_dims]).astype(np.float32)  # (S, n_dims)
+        lead = p[:, self._sl_chol].reshape(n, k, self.n_tril)[:, :, : n_dims * (n_dims + 1) // 2]
+        rows, cols = np.tril_indices(n_dims)  # the packed order of the leading block
+        lt = np.zeros((n, n_dims, k, n_dims), np.float32)  # column block j is L_j^T
+        lt[:, cols, :, rows] = lead.transpose(2, 0, 1)
+        lt = lt.reshape(n, n_dims, k * n_dims)
+        means = p[:, self._sl_means].reshape(n * k, self.n_dim)[:, :n_dims]
+        out = np.empty((n * s, n_dims), np.float32)
+        step = max(1, _DRAW_CHUNK // (s * k * n_dims))
+        for i in range(0, n, step):
+            m = min(n, i + step) - i
+            every = (eps @ lt[i : i + m]).reshape(m * s * k, n_dims)
+            pick = np.arange(m * s) * k + comp[i : i + m].ravel()
+            np.take(every, pick, axis=0, out=out[i * s : (i + m) * s], mode="clip")
+        out += means[(np.arange(n)[:, None] * k + comp).ravel()]
+        return self._into_box(out.reshape(n, s, n_dims))
 
     def candidates(self, params: Any) -> np.ndarray:
         """The K component centres ``(N, K, D)`` in parameter space, heaviest first (not
@@ -504,8 +521,9 @@ class GaussianMixtureFlow(AmortizedRepresentation, GaussianComponents):
         w = np.exp(logits - logits.max(axis=1, keepdims=True))
         w = (w / w.sum(axis=1, keepdims=True))[:, :, None]
         mu = p[:, self._sl_means].reshape(n, k, d).astype(np.float64)
-        _, _, chol = self.unpack(p)
-        sigma = np.sqrt(np.sum(chol.astype(np.float64) ** 2, axis=3))  # norms of the rows
+        packed = p[:, self._sl_chol].reshape(n, k, self.n_tril).astype(np.float64)
+        row_starts = np.arange(d) * (np.arange(d) + 1) // 2  # row r of the packed triangle
+        sigma = np.sqrt(np.add.reduceat(packed * packed, row_starts, axis=2))  # row norms
         edge = logit(fraction)  # theta < lo + fraction * width  <=>  u < logit(fraction)
         low = (w * ndtr((edge - mu) / sigma)).sum(axis=1)
         high = (w * ndtr((edge + mu) / sigma)).sum(axis=1)  # logit(1 - f) = -logit(f)
