@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.special import expit, log_softmax
 
-from lor.posteriors.gmm_flow import GaussianMixtureFlow
+from lor.posteriors.base import GaussianComponents
 
 
 def cholesky(a: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def lower_inverse(chol: np.ndarray) -> np.ndarray:
 
 
 def moment_match(
-    rep: GaussianMixtureFlow,
+    rep: GaussianComponents,
     params: np.ndarray,
     columns: np.ndarray,
     log_ratio: Callable[[np.ndarray], np.ndarray],

@@ -15,7 +15,10 @@ enter the ratio (:data:`lor.inference.prior.FACTORS`), so the rule runs in the f
 those factors read (redshift and mass for a change of the redshift distribution and the mass
 function); the other coordinates follow exactly through the Gaussian conditional. The
 effective sample size of the cubature weights says whether that was good enough; if not,
-the object is reweighted with random draws and refitted by EM (:meth:`GaussianMixtureFlow.fit`).
+the object is reweighted with random draws and refitted by EM (the representation's
+:meth:`~lor.posteriors.base.PosteriorRepresentation.encode`). Cubature needs a Gaussian
+mixture (:class:`~lor.posteriors.base.GaussianComponents`); other representations take the
+draws directly.
 
 **Calibration change** (zeropoints, noise scalings or the model-error floor): the data the
 likelihood sees changed, and the amortized estimator's input *is* those data, so the object
@@ -43,7 +46,7 @@ from lor.inference import prior_density
 from lor.inference.amortized import InferenceResult, PhotometryPosteriors, PreparedPhotometry
 from lor.inference.flags import Flag
 from lor.inference.prior import PopulationPrior, PriorMixture
-from lor.posteriors.gmm_flow import GaussianMixtureFlow
+from lor.posteriors.base import GaussianComponents, PosteriorRepresentation
 from lor.sps.parameters import PARAM_NAMES
 
 CUBATURE_ESS_MIN = 0.5
@@ -147,23 +150,26 @@ def cubature_rule(m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reweight_by_cubature(
-    rep: GaussianMixtureFlow, params: np.ndarray, ratio: PriorRatio
+    rep: PosteriorRepresentation, params: np.ndarray, ratio: PriorRatio
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stored posteriors times ``exp(ratio)``, each component moment-matched in ``u``
     (:func:`lor.hierarchy.cubature.moment_match`, vectorized over objects and components).
 
     Returns the new stored rows and, per object, the effective sample fraction of the
     cubature weights (1 when the ratio is flat over the posterior; 0 when the update is not
-    finite, so the object goes to random draws).
+    finite, so the object goes to random draws; and for every object of a representation
+    that is not a Gaussian mixture, which cubature cannot update).
     """
     if ratio.is_identity:
         return params.copy(), np.ones(len(params))
+    if not isinstance(rep, GaussianComponents):
+        return np.full_like(params, np.nan), np.zeros(len(params))
     points, rule_w = cubature_rule(len(ratio.columns))
     return moment_match(rep, params, ratio.columns, ratio, points, rule_w)
 
 
 def importance_refit(
-    rep: GaussianMixtureFlow,
+    rep: PosteriorRepresentation,
     params: np.ndarray,
     log_weight,  # type: ignore[no-untyped-def]  # (N, S, D) samples -> (N, S) log weights
     seed: int,
@@ -178,7 +184,7 @@ def importance_refit(
     log_w = np.where(np.isfinite(log_w), log_w, -np.inf)
     w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     effective = w.sum(axis=1) ** 2 / np.maximum((w**2).sum(axis=1), 1e-300)
-    return rep.fit(theta, w), effective
+    return rep.encode(theta, w), effective
 
 
 class PosteriorReweighter:

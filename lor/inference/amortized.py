@@ -9,18 +9,20 @@ then the OOD checks (input density, prior edges, posterior-predictive chi-square
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from lor.emulators.protocol import Emulator
 from lor.errors import ConfigError
 from lor.inference.data_model import DataModel
 from lor.inference.derived import LEADING_PARAMS, derived_quantities
-from lor.inference.estimator import AmortizedEstimator, input_features
 from lor.inference.flags import Flag
 from lor.inference.input_density import InputDensity
 from lor.inference.model_error import ModelError
+from lor.inference.protocol import Estimator
 
 EDGE_FRACTION = 0.01
 EDGE_MASS_LIMIT = 0.2
@@ -49,6 +51,8 @@ class PreparedPhotometry:
     err: np.ndarray  # (N, B) nJy; 1 where unusable
     unusable: np.ndarray  # (N, B) bool: missing or bad
     flags: np.ndarray  # (N,) int32: BAD_INPUT, MISSING_BANDS, NO_POSTERIOR
+    featurize: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    """The estimator's :meth:`~lor.inference.protocol.Estimator.input_features`."""
 
     @property
     def usable_rows(self) -> np.ndarray:
@@ -56,7 +60,7 @@ class PreparedPhotometry:
 
     def features(self, rows: np.ndarray) -> np.ndarray:
         """The estimator's input features of ``rows``."""
-        return input_features(self.flux[rows], self.err[rows], self.unusable[rows])
+        return self.featurize(self.flux[rows], self.err[rows], self.unusable[rows])
 
 
 @dataclass
@@ -75,8 +79,8 @@ class PhotometryPosteriors:
 
     def __init__(
         self,
-        estimator: AmortizedEstimator,
-        emulator,
+        estimator: Estimator,
+        emulator: Emulator,
         n_summary_samples: int = 64,
         fallback_prior=None,  # type: ignore[no-untyped-def]  # PopulationPrior: MCMC for flagged objects
         fallback_steps: dict[str, int] | None = None,
@@ -119,11 +123,15 @@ class PhotometryPosteriors:
 
         size = SMALLEST_BUCKET
         centre = (0.5 * (self.emulator.box_lo + self.emulator.box_hi)).astype(np.float32)
+        b = len(self.bands)
+        n_features = self.estimator.input_features(
+            np.ones((1, b)), np.ones((1, b)), np.zeros((1, b), bool)
+        ).shape[1]
         while size <= CHUNK:
-            self.estimator.posterior_params(np.zeros((size, 3 * len(self.bands)), np.float32))
+            self.estimator.posterior_params(np.zeros((size, n_features), np.float32))
             self.emulator.predict(np.tile(centre, (size, 1)))
             size *= 2
-        b = len(self.bands)  # and the one-off tables (extinction, age of the universe)
+        # and the one-off tables (extinction, age of the universe)
         self.infer(np.full((8, b), 1e3), np.full((8, b), 10.0), ebv=np.zeros(8))
 
     def prepare(
@@ -157,7 +165,7 @@ class PhotometryPosteriors:
             err = err * np.nan_to_num(noise_scale, nan=1.0)
         err = np.where(unusable, 1.0, self.model_error.effective_error(flux, err))
         flags[unusable.all(axis=1)] |= Flag.NO_POSTERIOR
-        return PreparedPhotometry(flux, err, unusable, flags)
+        return PreparedPhotometry(flux, err, unusable, flags, self.estimator.input_features)
 
     def infer(
         self,
@@ -252,7 +260,7 @@ class PhotometryPosteriors:
             seed=seed,
             **self.fallback_steps,
         )
-        return self.rep.fit(samples).astype(np.float32)
+        return self.rep.encode(samples).astype(np.float32)
 
     def summaries(self, params: np.ndarray) -> dict[str, np.ndarray]:
         """The 24 summary columns: redshift and mass analytic, log SFR from posterior draws
@@ -274,8 +282,8 @@ class PhotometryPosteriors:
         return _sobol_points(self.n_summary_samples, 1 + LEADING_PARAMS)
 
     def edge_statistic(self, params: np.ndarray) -> np.ndarray:
-        """Largest posterior mass within 1% of a box edge, over parameters (analytic: each
-        parameter's marginal is a 1-D mixture, see :meth:`GaussianMixtureFlow.edge_mass`).
+        """Largest posterior mass within 1% of a box edge, over parameters (the
+        representation's :meth:`~lor.posteriors.base.PosteriorRepresentation.edge_mass`).
 
         Edges where the population itself piles up are left out: any stellar mass (an exact
         magnitude shift, bounded only for bookkeeping) and dust-free ``av = 0``.
@@ -299,7 +307,8 @@ class PhotometryPosteriors:
         threshold: float = np.inf,
     ) -> np.ndarray:
         """Posterior-predictive fit: the smallest chi-square per usable band over a few points
-        of the posterior (the K component centres, heaviest first, then CHI2_DRAWS draws).
+        of the posterior (its :meth:`~lor.posteriors.base.PosteriorRepresentation.candidates`,
+        e.g. the K component centres heaviest first, then CHI2_DRAWS draws).
 
         One point estimate is a poor test for bright objects, whose S/N of hundreds turns
         any parameter offset inside the posterior into a huge chi-square. Candidates are
@@ -309,14 +318,11 @@ class PhotometryPosteriors:
         Objects that pass report the first fitting value, so the exact minimum for every
         object needs ``threshold=inf`` (as when thresholds are set on held-out simulations).
         """
-        logits, means, _ = self.rep.unpack(params)
-        order = np.argsort(-np.asarray(logits), axis=1)
-        centres = np.take_along_axis(np.asarray(means, np.float64), order[:, :, None], axis=1)
-        centres = self.rep.to_theta(centres)
+        centres = self.rep.candidates(params)
         n_used = np.maximum((~unusable).sum(axis=1), 1)
         best = np.full(len(params), np.inf)
         open_rows = np.arange(len(params))
-        k = self.rep.n_components
+        k = centres.shape[1]
         for stage in (slice(0, 1), slice(1, k), None):
             if not len(open_rows):
                 break

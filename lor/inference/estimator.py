@@ -1,7 +1,9 @@
 """The amortized posterior estimator: (fluxes, errors) -> compressed flow posterior, one pass.
 
 Neural posterior estimation: a network maps an object's photometry to the parameters of its
-:class:`~lor.posteriors.gmm_flow.GaussianMixtureFlow` posterior, trained by maximizing
+posterior in the representation its spec names (an
+:class:`~lor.posteriors.base.AmortizedRepresentation`, built through the representation
+registry; the shipped one is ``gmm_flow``), trained by maximizing
 ``log q(theta_true | x)`` over simulated pairs (interim prior -> emulator -> data model ->
 selection). It conditions on each object's reported errors and is trained over survey depths
 of 1-10 years with scattered errors and randomly missing bands, so one model serves any
@@ -16,14 +18,12 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from lor.artifacts import read_artifact, write_artifact
 from lor.batching import padded_batches
 from lor.errors import ArtifactError
-from lor.posteriors.gmm_flow import GaussianMixtureFlow
-
-tfd = tfp.distributions
+from lor.posteriors.base import AmortizedRepresentation, RepresentationError
+from lor.posteriors.registry import from_spec
 
 FAMILY = "npe_mlp"
 FAMILY_VERSION = "1"
@@ -48,19 +48,6 @@ def input_features(flux: np.ndarray, flux_err: np.ndarray, missing: np.ndarray) 
         ],
         axis=1,
     ).astype(np.float32)
-
-
-def chol_multiplier(rep: GaussianMixtureFlow, scale: np.ndarray) -> np.ndarray:
-    """Elementwise factor on stored params that scales Cholesky row d by ``scale[d]``.
-
-    Multiplying row d of every component's Cholesky factor stretches the posterior along
-    parameter d about each component's mean (u_d -> mu_d + s_d (u_d - mu_d)).
-    """
-    mult = np.ones(rep.floats_per_object, np.float32)
-    chol = np.asarray(scale, np.float32)[rep._tril_rows]
-    start = rep.floats_per_object - rep.n_components * rep.n_tril
-    mult[start:] = np.tile(chol, rep.n_components)
-    return mult
 
 
 class EstimatorNetwork(tf.Module):
@@ -104,7 +91,7 @@ class AmortizedEstimator:
     def __init__(self, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.spec = spec
         self.band_names: list[str] = list(spec["band_names"])
-        self.representation = GaussianMixtureFlow(**spec["representation"]["config"])
+        self.representation = output_representation(spec)
         n_in = 3 * len(self.band_names)
         self.network = EstimatorNetwork(n_in, self.representation.n_raw, spec["hidden"])
         self.network.assign(arrays)
@@ -114,7 +101,7 @@ class AmortizedEstimator:
         self.chol_scale = np.asarray(
             arrays.get("chol_scale", np.ones(self.representation.n_dim)), np.float32
         )
-        self._multiplier = tf.constant(chol_multiplier(self.representation, self.chol_scale))
+        self._multiplier = tf.constant(self.representation.width_multiplier(self.chol_scale))
         self._forward = self._compiled()
 
     def _compiled(self):  # type: ignore[no-untyped-def]
@@ -146,8 +133,14 @@ class AmortizedEstimator:
     def set_chol_scale(self, scale: np.ndarray) -> None:
         """Widen (>1) or narrow (<1) every posterior along each parameter (recalibration)."""
         self.chol_scale = np.asarray(scale, np.float32)
-        self._multiplier = tf.constant(chol_multiplier(self.representation, self.chol_scale))
+        self._multiplier = tf.constant(self.representation.width_multiplier(self.chol_scale))
         self._forward = self._compiled()
+
+    def input_features(
+        self, flux: np.ndarray, flux_err: np.ndarray, missing: np.ndarray
+    ) -> np.ndarray:
+        """This family's network inputs: :func:`input_features`."""
+        return input_features(flux, flux_err, missing)
 
     def standardized(self, features: np.ndarray) -> np.ndarray:
         return (features - self._x_mean.numpy()) / self._x_std.numpy()
@@ -158,10 +151,17 @@ class AmortizedEstimator:
             self._forward, np.asarray(features, np.float32), self.representation.floats_per_object
         )
 
-    def u_log_prob(self, params: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
-        """log q(u | x) in flow coordinates (the training objective, differentiable)."""
-        logits, means, chol = self.representation.unpack(params)
-        mixture = tfd.MixtureSameFamily(
-            tfd.Categorical(logits=logits), tfd.MultivariateNormalTriL(loc=means, scale_tril=chol)
+
+def output_representation(spec: dict[str, Any]) -> AmortizedRepresentation:
+    """The representation an estimator spec records, built through the registry; it must
+    be one a network can output (:class:`~lor.posteriors.base.AmortizedRepresentation`)."""
+    try:
+        rep = from_spec(spec["representation"])
+    except (KeyError, RepresentationError) as exc:
+        raise ArtifactError(f"estimator {spec.get('name')!r}: {exc}") from exc
+    if not isinstance(rep, AmortizedRepresentation):
+        raise ArtifactError(
+            f"estimator {spec.get('name')!r}: representation {rep.name} v{rep.version} "
+            "cannot be a network's output (see lor.posteriors.base.AmortizedRepresentation)"
         )
-        return mixture.log_prob(u)
+    return rep

@@ -137,7 +137,6 @@ def fit_chol_scale(
     under-dispersed, and a scale on each Cholesky row is the smallest fix that keeps the
     posterior's correlations.
     """
-    from lor.inference.estimator import chol_multiplier
     from lor.inference.validation import coverage
 
     x, cat, _ = simulate_pairs(config, emulator, n, config.seed + 3)
@@ -151,7 +150,7 @@ def fit_chol_scale(
             mid = np.sqrt(lo * hi)
             trial = np.ones(rep.n_dim)
             trial[dim] = mid
-            scaled = params * chol_multiplier(rep, trial)
+            scaled = params * rep.width_multiplier(trial)
             pit = np.asarray(rep.marginal(scaled, dim).cdf(cat.theta[:, dim]), np.float64)
             if coverage(pit, level) < level:
                 lo = mid
@@ -201,7 +200,7 @@ def train_estimator(
 
     def nll(xb: tf.Tensor, ub: tf.Tensor) -> tf.Tensor:
         params = rep.from_network_outputs(net(xb))
-        return -tf.reduce_mean(estimator.u_log_prob(params, ub))
+        return -tf.reduce_mean(rep.u_log_prob(params, ub))
 
     @tf.function(jit_compile=True)
     def step(xb: tf.Tensor, ub: tf.Tensor) -> tf.Tensor:

@@ -1,15 +1,30 @@
-"""Estimator families by name + version, and the shipped default estimator (hash-pinned)."""
+"""Estimator families by name + version, the shipped default estimator (hash-pinned), and
+database registration.
+
+One explicit table maps ``(family, family_version)`` to the class that builds an
+:class:`~lor.inference.protocol.Estimator` from a verified artifact's spec and arrays. A new
+family is one module plus its class in :data:`FAMILY_CLASSES`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
 from lor.artifacts import load_from_families
 from lor.inference.estimator import AmortizedEstimator
+from lor.inference.protocol import Estimator
 
-FAMILIES = {("npe_mlp", "1"): AmortizedEstimator}
+FAMILY_CLASSES: tuple[Any, ...] = (AmortizedEstimator,)
+"""Every estimator family: each class has ``family``, ``family_version`` and builds itself
+as ``cls(spec, arrays)``."""
+
+FAMILIES: dict[tuple[str, str], Any] = {
+    (cls.family, cls.family_version): cls for cls in FAMILY_CLASSES
+}
+"""The registry: ``(family, family_version)`` -> class."""
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
 #: The trained default estimator shipped in the repo, pinned by the sha256 of its spec.
@@ -19,12 +34,13 @@ SHIPPED_ESTIMATOR = (
 )
 
 
-def load_estimator(folder: Path, sha256: str) -> AmortizedEstimator:
+def load_estimator(folder: Path, sha256: str) -> Estimator:
     """Verify an artifact's hash, then build the estimator its spec names."""
-    return load_from_families(folder, sha256, FAMILIES, "estimator")
+    estimator: Estimator = load_from_families(folder, sha256, FAMILIES, "estimator")
+    return estimator
 
 
-def load_shipped_estimator() -> AmortizedEstimator:
+def load_shipped_estimator() -> Estimator:
     name, sha = SHIPPED_ESTIMATOR
     return load_estimator(SHIPPED_DIR / name, sha)
 
