@@ -103,7 +103,9 @@ class PriorRatio:
                 - old.factors_log_prob(theta, self.factors)
             )[:, None]
 
-        self._numpy = prior_density.supports(new) and prior_density.supports(old)
+        self._numpy = prior_density.supports(new, self.factors) and prior_density.supports(
+            old, self.factors
+        )
         self._new, self._old = new, old
         self._fn = None
         if self.factors and not self._numpy:

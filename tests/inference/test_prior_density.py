@@ -49,3 +49,29 @@ def test_other_families_keep_the_tf_path() -> None:
 
     assert not prior_density.supports(Other())
     assert not prior_density.supports(PopulationPrior({**INTERIM_HYPERPARAMETERS, "z0": None}))
+
+
+GROUNDED_SHIFT = {"smf_phi_evolution": -0.25, "smf_mstar_shift": 0.1, "mzr_offset": 0.05,
+                  "av_norm": 1.2, "logu_sigma": 0.4}  # fmt: skip
+
+
+@pytest.mark.parametrize("factor", ["redshift", "log_mstar", "log_zmet", "av", "dust_n", "log_u"])
+def test_grounded_factors_match_tfp(factor: str) -> None:
+    from lor.inference.grounded_prior import GROUNDED_HYPERPARAMETERS, GroundedPrior
+
+    prior = GroundedPrior(GROUNDED_HYPERPARAMETERS | GROUNDED_SHIFT)
+    theta = _points(prior)
+    expected = prior.factors_log_prob(theta, (factor,)).numpy()
+    got = prior_density.factors_log_prob(prior, theta, (factor,))
+    finite = np.isfinite(expected)
+    assert np.array_equal(finite, np.isfinite(got)) and (~finite).any()  # outside the box
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=0, atol=1e-10)
+    assert prior_density.supports(prior, (factor,))
+
+
+def test_grounded_star_formation_history_keeps_the_tf_path() -> None:
+    from lor.inference.grounded_prior import GroundedPrior
+
+    assert not prior_density.supports(GroundedPrior())  # all factors: sfh among them
+    assert not prior_density.supports(GroundedPrior(), ("redshift", "sfh"))
+    assert prior_density.supports(GroundedPrior(), ("redshift", "log_mstar"))
