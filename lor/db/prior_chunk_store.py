@@ -23,7 +23,13 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from lor.db.copy_binary import UuidColumn, decode_array
-from lor.db.queue_store import MAX_ERROR_CHARS, PosteriorRows, _copy_posteriors, _posterior_values
+from lor.db.queue_store import (
+    MAX_ERROR_CHARS,
+    OBJECT_PHOTOMETRY_COLUMNS,
+    PosteriorRows,
+    _copy_posteriors,
+    _posterior_values,
+)
 from lor.errors import NotFoundError
 
 STATES = ("pending", "done", "failed")
@@ -93,13 +99,7 @@ _PARENT_COLUMNS = {
     "parent_params": ("p.params", "float4"),
     "parent_ood_flags": ("p.ood_flags", "int4"),
 }
-_OBJECT_COLUMNS = {
-    "flux": ("o.flux", "float4"),
-    "flux_err": ("o.flux_err", "float4"),
-    "missing_mask": ("o.missing_mask", "int2"),
-    "nondetection_mask": ("o.nondetection_mask", "int2"),
-    "ebv": ("coalesce(o.ebv, 'NaN')", "float4"),
-}
+_OBJECT_COLUMNS = OBJECT_PHOTOMETRY_COLUMNS
 
 
 def load_parents(

@@ -95,14 +95,20 @@ _CLAIM = """WITH picked AS (
     SELECT (SELECT count(*) FROM claimed), {columns}
     FROM claimed c
     JOIN lor.objects o ON o.tract_id = c.tract_id AND o.object_id = c.object_id {join}"""
-_OBJECT_COLUMNS = {
-    "tract_id": ("c.tract_id", "int4"),
-    "object_id": ("c.object_id", "uuid"),
+#: The measurements of ``lor.objects`` (alias ``o``) a processor reads, by
+#: :class:`lor.pipeline.processing.ObjectBatch` field: (SQL, binary type). Claims here and the
+#: prior-chunk loader (:mod:`lor.db.prior_chunk_store`) read the same columns.
+OBJECT_PHOTOMETRY_COLUMNS = {
     "flux": ("o.flux", "float4"),
     "flux_err": ("o.flux_err", "float4"),
     "missing_mask": ("o.missing_mask", "int2"),
     "nondetection_mask": ("o.nondetection_mask", "int2"),
     "ebv": ("coalesce(o.ebv, 'NaN')", "float4"),
+}
+_OBJECT_COLUMNS = {
+    "tract_id": ("c.tract_id", "int4"),
+    "object_id": ("c.object_id", "uuid"),
+    **OBJECT_PHOTOMETRY_COLUMNS,
     "input_hash": ("o.input_hash", "uuid"),
 }
 _PARENT_COLUMNS = {

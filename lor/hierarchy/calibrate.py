@@ -22,6 +22,7 @@ stellar mass, which enters the SPS model as a pure magnitude shift.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.optimize import minimize
 
+from lor.errors import ConfigError
 from lor.hierarchy.objective import TFObjective
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.prior import PopulationPrior, PriorMixture
@@ -111,7 +113,7 @@ def hyperparameter_mixture(
     Gaussian (Laplace) uncertainty, kept inside :data:`HYPER_BOUNDS`; antithetic pairs keep
     the mixture's mean at the best fit."""
     if n_draws < 2:
-        raise ValueError("marginalizing over hyperparameters needs at least 2 draws")
+        raise ConfigError("marginalizing over hyperparameters needs at least 2 draws")
     centre = np.array([float(prior.hyperparameters[h]) for h in free])
     half = np.random.default_rng(seed).multivariate_normal(
         np.zeros(len(free)), np.asarray(covariance, float), (n_draws + 1) // 2
@@ -183,6 +185,17 @@ def selection_sample(
     return {"theta": theta, "log_passing": log_ndtr((flux[:, band] - limit) / err)}
 
 
+def check_free_hyperparameters(free: Sequence[str], reference: PopulationPrior) -> None:
+    """Refuse an empty or unknown choice of hyperparameters to fit (:class:`ConfigError`):
+    callers check before loading models and simulating, not after."""
+    known = sorted(set(HYPER_BOUNDS) & set(reference.hyperparameters))
+    unknown = [h for h in free if h not in known]
+    if unknown or not free:
+        raise ConfigError(
+            f"choose free hyperparameters from {known}; got {list(free)} (unknown: {unknown})"
+        )
+
+
 def fit_hyperparameters(
     posteriors: PhotometryPosteriors,
     params: np.ndarray,
@@ -195,12 +208,7 @@ def fit_hyperparameters(
     """Fit the ``free`` hyperparameters to stored posteriors ``params`` (N, P) made under
     ``reference`` (default: the interim prior); see the module docstring."""
     reference = reference or PopulationPrior()
-    known = sorted(set(HYPER_BOUNDS) & set(reference.hyperparameters))
-    unknown = [h for h in free if h not in known]
-    if unknown or not free:
-        raise ValueError(
-            f"choose free hyperparameters from {known}; got {free} (unknown: {unknown})"
-        )
+    check_free_hyperparameters(free, reference)
     params = np.asarray(params, np.float32)
     params = params[np.all(np.isfinite(params), axis=1)]
     theta = posteriors.rep.sample(params, n_samples, seed)

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.optimize import minimize
 
+from lor.errors import ConfigError
 from lor.hierarchy.objective import TFObjective
 from lor.inference.data_model import DataModel
 from lor.inference.prior import PopulationPrior
@@ -260,10 +261,10 @@ def fit_tract(
     ok = np.all(np.isfinite(flux) & np.isfinite(err) & (err > 0), axis=1)
     flux, err = flux[ok], err[ok]
     if reference_band not in bands:
-        raise ValueError(f"reference band {reference_band!r} is not one of the bands {bands}")
+        raise ConfigError(f"reference band {reference_band!r} is not one of the bands {bands}")
     b = len(bands)
     if len(flux) < 10 * b:
-        raise ValueError(
+        raise ConfigError(
             f"tract {tract_id}: {len(flux)} objects with every band measured; a calibration "
             f"needs at least {10 * b} (thousands to reach millimagnitudes)"
         )

@@ -195,8 +195,31 @@ def open_run_statuses(engine: Engine) -> list[RunStatus]:
     return [run_status(engine, run_id) for run_id in ids]
 
 
+RUN_CONFIG_KEYS: dict[str, str] = {
+    "batch_size": "objects per claimed batch",
+    "lease_s": "claim lease in seconds",
+    "max_attempts": "tries before a work item fails",
+    "mcmc_fallback": "MCMC (emulator likelihood x prior) for the objects the estimator flags",
+    "marginalize_hyperparameters": "reprocess: draws of the new prior's fitted hyperparameters",
+    "prior_chunk_objects": "prior-only reprocess: objects per range (0: work items)",
+    "prior_lanes": "prior-only reprocess: ranges computed at once",
+}
+"""Run settings a caller may give (``processing_runs.config``); lor adds ``reprocess`` (a
+reprocess run's plan) itself. Anything else is refused: a misspelt key would be stored and
+silently ignored."""
+
+
 def check_run_config(config: dict[str, Any]) -> None:
-    """Refuse run settings that would stall or spin a run (raises :class:`ConfigError`)."""
+    """Refuse unknown run settings and ones that would stall or spin a run (raises
+    :class:`ConfigError`)."""
+    unknown = sorted(set(config) - set(RUN_CONFIG_KEYS))
+    if unknown:
+        known = ", ".join(f"{k} ({v})" for k, v in RUN_CONFIG_KEYS.items())
+        raise ConfigError(f"unknown run config keys {unknown}; known: {known}")
+    if not isinstance(config.get("mcmc_fallback", False), bool):
+        raise ConfigError(
+            f"run config mcmc_fallback must be true or false, not {config['mcmc_fallback']!r}"
+        )
     for key in ("batch_size", "max_attempts"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"run config {key} must be a positive integer, not {config[key]!r}")

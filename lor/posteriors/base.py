@@ -27,16 +27,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, runtime_checka
 import numpy as np
 
 from lor.errors import LorError
+from lor.sps.parameters import MASS_INDEX, PARAM_NAMES
 
 if TYPE_CHECKING:
     import tensorflow as tf
     import tensorflow_probability as tfp
 
-REDSHIFT_INDEX: Final[int] = 0
-"""Column of redshift in every parameter array."""
+REDSHIFT_INDEX: Final[int] = PARAM_NAMES.index("redshift")
+"""Column of redshift in every parameter array (0)."""
 
-LOG_MSTAR_INDEX: Final[int] = 1
-"""Column of ``log_mstar`` in every parameter array."""
+LOG_MSTAR_INDEX: Final[int] = MASS_INDEX
+"""Column of ``log_mstar`` in every parameter array (1): :data:`lor.sps.parameters.MASS_INDEX`."""
 
 SUMMARY_QUANTILES: Final[dict[str, float]] = {
     "q025": 0.025,

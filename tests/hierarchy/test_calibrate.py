@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select, text
 
+from lor.errors import ConfigError
 from lor.hierarchy.calibrate import fit_hyperparameters, validation_shift
 from lor.inference.prior import PopulationPrior
 from lor.inference.prior_registry import estimator_prior
@@ -67,7 +68,7 @@ def test_a_hyperparameter_on_its_bound_is_reported(engine_posteriors, monkeypatc
 
 
 def test_unknown_hyperparameter_is_refused(engine_posteriors) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match="choose free hyperparameters"):
+    with pytest.raises(ConfigError, match="choose free hyperparameters"):
         fit_hyperparameters(engine_posteriors, np.zeros((1, 184), np.float32), ["nope"])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lor.errors import ConfigError
 from lor.hierarchy.calibrate import validation_shift
 from lor.hierarchy.reweight import (
     CUBATURE_ESS_MIN,
@@ -182,7 +183,7 @@ def test_marginalizing_hyperparameters_averages_the_prior(engine) -> None:  # ty
     assert np.allclose(z50(sharp), fixed, atol=1e-4)
     dz = np.abs(z50(mixture) - fixed) / (1 + fixed)
     assert 0 < np.max(dz) and np.median(dz) < 0.005
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ConfigError, match="at least 2"):
         hyperparameter_mixture(best, [knob], np.array([[0.01]]), n_draws=1)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select
 
+from lor.errors import ConfigError
 from lor.hierarchy.calibrate import VALIDATION_SHIFT
 from lor.hierarchy.zeropoints import PopulationDensity, fit_tract
 from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
@@ -69,9 +70,9 @@ def test_unusable_rows_are_left_out_and_named(emulator, density) -> None:  # typ
     fit = fit_tract(density, 9, BANDS, flux, err, fit_noise=False)
     assert fit.n_objects == 780 and fit.details["objects_dropped"] == 20
     assert np.all(fit.noise_scale == 1.0) and np.all(fit.noise_scale_err == 0.0)
-    with pytest.raises(ValueError, match="reference band"):
+    with pytest.raises(ConfigError, match="reference band"):
         fit_tract(density, 9, BANDS, flux, err, reference_band="w")
-    with pytest.raises(ValueError, match="at least 60"):
+    with pytest.raises(ConfigError, match="at least 60"):
         fit_tract(density, 9, BANDS, flux[:30], err[:30])
 
 
