@@ -15,28 +15,40 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
-
-
 def hash64(words: np.ndarray, seed: int) -> np.ndarray:
     """Hash each row of a (N, W) uint64 word matrix to one uint64."""
+    return _hash64_seeds(words, (seed,))[0]
+
+
+def _hash64_seeds(words: np.ndarray, seeds: tuple[int, ...]) -> np.ndarray:
+    """:func:`hash64` of the rows under each seed, ``(len(seeds), N)``, in one pass.
+
+    The same arithmetic as mixing one seed at a time, word by word, but every seed's state
+    is one row of a ``(S, N)`` array updated in place, and the words are read as contiguous
+    columns: ingest hashed a chunk in 3x less time (issue #17 profile: hashing was 28% of
+    the ingest client's time).
+    """
+    n, w = words.shape
+    cols = np.ascontiguousarray(words.T)  # (W, N): word j of every row, contiguous
     with np.errstate(over="ignore"):
-        h = np.full(
-            words.shape[0], np.uint64(seed) * _GOLDEN + np.uint64(words.shape[1]), np.uint64
-        )
-        for j in range(words.shape[1]):
-            h = _mix(h ^ (words[:, j] + _GOLDEN * np.uint64(j + 1)))
-        return h
+        start = [np.uint64(s) * _GOLDEN + np.uint64(w) for s in seeds]
+        h = np.empty((len(seeds), n), np.uint64)
+        h[:] = np.array(start, np.uint64)[:, None]
+        word, tmp = np.empty(n, np.uint64), np.empty_like(h)
+        for j in range(w):
+            np.add(cols[j], _GOLDEN * np.uint64(j + 1), out=word)
+            h ^= word
+            for shift, mult in ((30, _M1), (27, _M2), (31, None)):  # splitmix64 finaliser
+                np.right_shift(h, np.uint64(shift), out=tmp)
+                h ^= tmp
+                if mult is not None:
+                    h *= mult
+    return h
 
 
 def hash128_uuid(words: np.ndarray, seeds: tuple[int, int] = (1, 2)) -> np.ndarray:
     """Hash rows to UUIDv8 bytes, shape (N, 16) uint8 (version 8, RFC 9562 variant)."""
-    hi, lo = hash64(words, seeds[0]), hash64(words, seeds[1])
+    hi, lo = _hash64_seeds(words, seeds)
     out = np.empty((words.shape[0], 2), dtype=">u8")
     out[:, 0], out[:, 1] = hi, lo
     raw = out.view(np.uint8).reshape(-1, 16).copy()
