@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -60,6 +61,9 @@ from lor.sps.parameters import (
 from lor.sps.photometry import RedshiftedBands
 from lor.sps.sfh import AgeGrid
 from lor.units import njy_to_abmag
+
+if TYPE_CHECKING:
+    from lor.sps.flexible import SPSExtensions
 
 L_SUN_ERG_S = 3.826e33
 """Solar luminosity (erg/s) in which the BC03 grids are expressed."""
@@ -340,13 +344,21 @@ class SPSModel:
             ]
         )
 
-    def _rest_frame(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Continuum (N, K) in Lsun/A and lines (N, L) in Lsun per Msun formed."""
+    def _rest_frame(
+        self, p: np.ndarray, ext: SPSExtensions | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Continuum (N, K) in Lsun/A and lines (N, L) in Lsun per Msun formed.
+
+        ``ext`` switches on the departures of :mod:`lor.sps.flexible` (a burst, scaled
+        lines, a 2175 A bump) for the model-flexibility experiments; ``None`` is the model.
+        """
         g = self.grids
         z = p[:, _IDX["redshift"]]
         age_yr = p[:, _IDX["age_frac"]] * self.cosmology.age(z)
         tau_yr = 10.0 ** (p[:, _IDX["log_tau"]] + 9.0)
         mass = g.ages.delayed_tau_weights(age_yr, tau_yr)  # (N, A)
+        if ext is not None:
+            mass = ext.mass_weights(mass, g.ages, age_yr)
 
         young = mass[:, : g.n_young].copy()
         young[:, -1] *= 1.0 - g.old_fraction
@@ -364,9 +376,15 @@ class SPSModel:
         # Dust: ln(10**(-0.4 * A)) = -0.4 ln(10) * av * (lambda / 5500)**-n
         k = -0.4 * np.log(10.0) * p[:, _IDX["av"], None]
         n = p[:, _IDX["dust_n"], None]
-        ln_trans = k * np.exp(-n * self._log_wave_5500[None, :])
+        curve = np.exp(-n * self._log_wave_5500[None, :])
+        line_curve = np.exp(-n * self._log_line_5500[None, :])
+        if ext is not None:
+            curve = curve + ext.extra_attenuation(self.grids.wavelength)
+            line_curve = line_curve + ext.extra_attenuation(self.grids.line_wavelength)
+            lines = lines * ext.line_factor()
+        ln_trans = k * curve
         continuum = spec_young * np.exp(ETA_BIRTH_CLOUD * ln_trans) + spec_old * np.exp(ln_trans)
-        lines = lines * np.exp(ETA_BIRTH_CLOUD * k * np.exp(-n * self._log_line_5500[None, :]))
+        lines = lines * np.exp(ETA_BIRTH_CLOUD * k * line_curve)
 
         # IGM, linear in redshift on the IGM_DZ grid.
         iz = np.minimum((z / IGM_DZ).astype(np.int64), self._igm_z.size - 2)
@@ -376,9 +394,9 @@ class SPSModel:
         lines = lines * ((1 - fz) * self._igm_lines[iz] + fz * self._igm_lines[iz + 1])
         return continuum, lines
 
-    def _fluxes_unit_mass(self, p: np.ndarray) -> np.ndarray:
+    def _fluxes_unit_mass(self, p: np.ndarray, ext: SPSExtensions | None = None) -> np.ndarray:
         """AB fluxes (nJy) per Msun formed for one chunk, shape (N, B)."""
-        continuum, lines = self._rest_frame(p)
+        continuum, lines = self._rest_frame(p, ext)
         z = p[:, _IDX["redshift"]]
         mean_l = self.photometry.mean_luminosity(
             continuum, z, self.grids.line_wavelength, lines
