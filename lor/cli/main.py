@@ -102,18 +102,29 @@ def db_stop() -> None:
     "--err-template", default=None, help="e.g. '{band}_cModelFluxErr' or 'magerr_{band}'."
 )
 @click.option("--ebv-column", default=None, help="Galactic E(B-V) column, if any.")
-@click.option("--bands", default="ugrizy", show_default=True, help="Band letters or comma list.")
+@click.option(
+    "--band-set",
+    default="lsst",
+    show_default=True,
+    help="The release's band set: a shipped name (lsst, lsst-euclid) or a band-set YAML file.",
+)
+@click.option(
+    "--bands",
+    default=None,
+    help="The band set's bands this catalog has (letters or comma list; default all). The "
+    "others are stored as missing.",
+)
 @click.option("--hdf5-path", default=None, help="Dataset or group inside an HDF5 file.")
 @click.option("--chunk-rows", type=int, default=None)
 def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str, ra_column: str,
            dec_column: str, tract_column: str, flux_template: str | None, err_template: str | None,
-           ebv_column: str | None, bands: str, hdf5_path: str | None, chunk_rows: int | None) -> None:  # fmt: skip
+           ebv_column: str | None, band_set: str, bands: str | None, hdf5_path: str | None,
+           chunk_rows: int | None) -> None:  # fmt: skip
     """Ingest a catalog file (Parquet, FITS, HDF5, CSV) into RELEASE."""
     from lor.config import get_settings
-    from lor.db.catalog_store import band_set_name
     from lor.pipeline.ingest import CatalogColumns, ingest_catalog
 
-    band_list = tuple(bands.split(",")) if "," in bands else tuple(bands)
+    band_list = None if bands is None else tuple(bands.split(",") if "," in bands else bands)
     flux_default, err_default = (
         ("{band}_cModelFlux", "{band}_cModelFluxErr")
         if units == "njy"
@@ -123,8 +134,7 @@ def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str
         id=id_column, ra=ra_column, dec=dec_column,
         tract=None if tract_column.lower() == "none" else tract_column,
         flux=flux_template or flux_default, flux_err=err_template or err_default,
-        ebv=ebv_column, units=units, bands=band_list,
-        band_set=band_set_name(band_list),
+        ebv=ebv_column, units=units, bands=band_list, band_set=band_set,
     )  # fmt: skip
     summary = ingest_catalog(
         _engine(),

@@ -11,24 +11,15 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
+from lor import bands as band_sets
 from lor.db.copy_binary import Field
 from lor.db.models import BandSet, Ingest, IngestReject, Release
 from lor.errors import IngestError, NotFoundError
 
-LSST_BANDS = ("u", "g", "r", "i", "z", "y")
-LSST_BAND_SET = "lsst_ugrizy"
+LSST_BANDS = band_sets.LSST_BANDS
+LSST_BAND_SET = band_sets.DEFAULT_BAND_SET
 
 STAGE_TABLE = "ingest_stage"
-
-
-def band_set_name(bands: Sequence[str]) -> str:
-    """The conventional name of a band set: lsst_ugrizy, else custom_<bands>."""
-    return LSST_BAND_SET if tuple(bands) == LSST_BANDS else "custom_" + "".join(bands)
-
-
-def default_filter_names(bands: Sequence[str]) -> list[str]:
-    """speclite filter names for short band names: ugrizy map to the lsst2023 curves."""
-    return [f"lsst2023-{b}" if b in LSST_BANDS else b for b in bands]
 
 
 def object_fields(n_bands: int, with_ebv: bool) -> list[Field]:
@@ -52,19 +43,61 @@ def object_fields(n_bands: int, with_ebv: bool) -> list[Field]:
     return fields + [Field("ebv", "float4")] if with_ebv else fields
 
 
-def get_or_create_band_set(
-    conn: Connection, name: str, bands: Sequence[str], filters: Sequence[str]
-) -> int:
-    row = conn.execute(select(BandSet.id, BandSet.bands).where(BandSet.name == name)).one_or_none()
+def get_or_create_band_set(conn: Connection, band_set: band_sets.BandSet) -> int:
+    """The id of ``band_set`` in ``lor.band_sets``, stored with its definition if new.
+
+    A stored set of that name must have the same definition (bands, curves, depths, error
+    model): one name, one band set. A row from before migration 0011 (no definition) with
+    the same bands and curves gets the definition.
+    """
+    row = conn.execute(
+        select(BandSet.id, BandSet.bands, BandSet.filters, BandSet.definition_sha256).where(
+            BandSet.name == band_set.name
+        )
+    ).one_or_none()
+    record, sha = band_set.as_record(), band_set.sha256
     if row is not None:
-        if list(row.bands) != list(bands):
-            raise IngestError(f"band set {name!r} exists with bands {row.bands}, not {list(bands)}")
-        return row.id
+        if row.definition_sha256 == sha:
+            return row.id
+        same_bands = (
+            tuple(row.bands) == band_set.band_names and tuple(row.filters) == band_set.filter_names
+        )
+        if row.definition_sha256 is None and same_bands:
+            conn.execute(
+                update(BandSet)
+                .where(BandSet.id == row.id)
+                .values(
+                    definition=record,
+                    definition_sha256=sha,
+                    reference_band=band_set.reference_band,
+                )
+            )
+            return row.id
+        raise IngestError(
+            f"band set {band_set.name!r} is stored with another definition (bands "
+            f"{list(row.bands)}, definition sha256 {row.definition_sha256}); this one has bands "
+            f"{list(band_set.band_names)}, sha256 {sha}. Give a changed band set a new name."
+        )
     return conn.execute(
         insert(BandSet)
-        .values(name=name, bands=list(bands), filters=list(filters))
+        .values(
+            name=band_set.name,
+            bands=list(band_set.band_names),
+            filters=list(band_set.filter_names),
+            reference_band=band_set.reference_band,
+            definition=record,
+            definition_sha256=sha,
+        )
         .returning(BandSet.id)
     ).scalar_one()
+
+
+def band_set_definition(conn: Connection, band_set_id: int) -> band_sets.BandSet | None:
+    """The stored band set (None for a pre-0011 row that never got a definition)."""
+    record = conn.execute(
+        select(BandSet.definition).where(BandSet.id == band_set_id)
+    ).scalar_one_or_none()
+    return None if record is None else band_sets.BandSet.from_record(record)
 
 
 def get_or_create_release(conn: Connection, name: str, band_set_id: int) -> int:

@@ -64,13 +64,11 @@ def register_trained_model(
     training_ranges: dict[str, Any],
 ) -> int:
     """Record a loaded (hence verified) emulator or estimator artifact; returns its id."""
-    from lor.db.catalog_store import band_set_name, default_filter_names, get_or_create_band_set
+    from lor.bands import band_set_of
+    from lor.db.catalog_store import get_or_create_band_set
 
-    bands = list(model.band_names)
     with engine.begin() as conn:
-        band_set = get_or_create_band_set(
-            conn, band_set_name(bands), bands, default_filter_names(bands)
-        )
+        band_set = get_or_create_band_set(conn, band_set_of(model.spec))
         return register_model_version(
             conn,
             kind=kind,

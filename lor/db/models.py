@@ -72,12 +72,26 @@ class BandSet(Base):
     }
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, comment="Band set id.")
-    name: Mapped[str] = mapped_column(Text, unique=True, comment="Band set name, e.g. lsst_ugrizy.")
+    name: Mapped[str] = mapped_column(
+        Text, unique=True, comment="Band set name, e.g. lsst or lsst-euclid."
+    )
     bands: Mapped[list[str]] = mapped_column(
         ARRAY(Text), comment="Short band names in array order, e.g. {u,g,r,i,z,y}."
     )
     filters: Mapped[list[str]] = mapped_column(
         ARRAY(Text), comment="speclite filter names in array order, e.g. {lsst2023-u,...}."
+    )
+    reference_band: Mapped[str | None] = mapped_column(
+        Text, comment="Band the survey selection and the population prior refer to, e.g. i."
+    )
+    definition: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONB,
+        comment="The band set's record (lor.bands.BandSet.as_record): bands, filter curves, "
+        "5-sigma depths, error model, reference band, citations. NULL: an ad-hoc set from "
+        "before migration 0011.",
+    )
+    definition_sha256: Mapped[str | None] = mapped_column(
+        Text, comment="sha256 of the definition; artifacts carry the same record in their spec."
     )
     created_at: Mapped[datetime] = _now()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from lor.errors import NotFoundError
+from lor.errors import ConfigError, NotFoundError
 
 #: Run settings every run records (``processing_runs.config``); callers may override them.
 DEFAULT_RUN_CONFIG: dict[str, Any] = {"batch_size": 1000, "lease_s": 600, "max_attempts": 3}
@@ -77,13 +77,56 @@ def get_run(conn: Connection, ref: int | str) -> Run:
     return Run(**row._asdict())
 
 
-def latest_version(conn: Connection, kind: str) -> int | None:
-    """Id of the newest version of ``kind`` (emulator, estimator, prior, calibration) or None."""
+def latest_version(conn: Connection, kind: str, band_set_id: int | None = None) -> int | None:
+    """Id of the newest version of ``kind`` (emulator, estimator, prior, calibration) or None;
+    models only among those of ``band_set_id`` when it is given."""
     table, where = _version_table(kind)
+    params: dict[str, Any] = {"kind": kind}
+    if band_set_id is not None and table == "model_versions":
+        where, params["bs"] = f"{where} AND band_set_id = :bs", band_set_id
     return conn.execute(
         text(f"SELECT id FROM lor.{table} {where} ORDER BY created_at DESC, id DESC LIMIT 1"),
-        {"kind": kind},
+        params,
     ).scalar_one_or_none()
+
+
+def release_band_set(conn: Connection, release_id: int) -> tuple[int, str]:
+    """(id, name) of the band set of a release."""
+    row = conn.execute(
+        text(
+            "SELECT b.id, b.name FROM lor.releases r JOIN lor.band_sets b ON b.id = r.band_set_id"
+            " WHERE r.id = :r"
+        ),
+        {"r": release_id},
+    ).one()
+    return row.id, row.name
+
+
+def check_model_band_sets(
+    conn: Connection, versions: dict[str, int | None], band_set_id: int, release: str
+) -> None:
+    """Refuse model versions whose band set is not the release's: a network trained on
+    other bands would read the release's flux columns as the wrong bands."""
+    ids = [v for k, v in versions.items() if k in ("emulator", "estimator") and v is not None]
+    if not ids:
+        return
+    rows = conn.execute(
+        text(
+            "SELECT m.id, m.kind, b.id AS bs_id, b.name AS bs_name FROM lor.model_versions m"
+            " JOIN lor.band_sets b ON b.id = m.band_set_id WHERE m.id = ANY(:ids)"
+        ),
+        {"ids": ids},
+    ).all()
+    wrong = [r for r in rows if r.bs_id != band_set_id]
+    if wrong:
+        own = conn.execute(
+            text("SELECT name FROM lor.band_sets WHERE id = :id"), {"id": band_set_id}
+        ).scalar_one()
+        raise ConfigError(
+            f"release {release!r} has band set {own!r}, but "
+            + ", ".join(f"{r.kind} version {r.id} has {r.bs_name!r}" for r in wrong)
+            + "; pick models trained on the release's band set"
+        )
 
 
 def check_version(conn: Connection, kind: str, version_id: int) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from lor.bands import DEFAULT_BAND_SET, load_band_set
 from lor.config import load_yaml_config
 from lor.emulators.speculator import FAMILY, FAMILY_VERSION, FEATURES, SpeculatorEmulator
 from lor.errors import ConfigError
@@ -23,7 +24,10 @@ from lor.errors import ConfigError
 @dataclass
 class EmulatorConfig:
     name: str = "speculator-lsst-ugrizy"
-    bands: list[str] = field(default_factory=lambda: ["u", "g", "r", "i", "z", "y"])
+    band_set: str = DEFAULT_BAND_SET
+    """A shipped band set's name or a band-set YAML path (:mod:`lor.bands`)."""
+    bands: list[str] | None = None
+    """Optional: must equal the band set's names (older configs list them)."""
     n_train: int = 200_000
     n_val: int = 10_000
     n_test: int = 20_000
@@ -38,6 +42,16 @@ class EmulatorConfig:
     box_overrides: dict[str, list[float]] = field(default_factory=dict)
     cosmology: str = "Planck18"
     data_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        names = list(load_band_set(self.band_set).band_names)
+        if self.bands is None:
+            self.bands = names
+        elif list(self.bands) != names:
+            raise ConfigError(
+                f"bands {self.bands} differ from band set {self.band_set!r}'s {names}; "
+                "drop bands or fix band_set"
+            )
 
     @classmethod
     def from_yaml(cls, path: Path) -> EmulatorConfig:
@@ -54,7 +68,8 @@ def simulate(config: EmulatorConfig) -> dict[str, np.ndarray]:
     from lor.sps.parameters import box_arrays
 
     box = default_training_box() | {k: tuple(v) for k, v in config.box_overrides.items()}
-    model = SPSModel(bands=config.bands, cosmology=_cosmology(config.cosmology))
+    band_set = load_band_set(config.band_set)
+    model = SPSModel(bands=list(band_set.filter_names), cosmology=_cosmology(config.cosmology))
     n = config.n_train + config.n_val + config.n_test
     params, mags = simulate_training_set(n, box, seed=config.seed, model=model)
     lo, hi = box_arrays(box)
@@ -112,6 +127,7 @@ def train_emulator(
     from lor.sps.training_set import REFERENCE_LOG_MSTAR
 
     tf.random.set_seed(config.seed)
+    band_set = load_band_set(config.band_set)
     params, mags = data["params"], data["mags"]
     n_tr, n_va = config.n_train, config.n_val
     tables = cosmology_tables(config.cosmology, float(data["box_hi"][0]))
@@ -120,7 +136,8 @@ def train_emulator(
         "family_version": FAMILY_VERSION,
         "name": config.name,
         "param_names": list(PARAM_NAMES),
-        "band_names": list(config.bands),
+        "band_names": list(band_set.band_names),
+        "band_set": band_set.as_record(),
         "reference_log_mstar": REFERENCE_LOG_MSTAR,
         "hidden": list(config.hidden),
         "features": list(FEATURES),
@@ -151,7 +168,7 @@ def train_emulator(
     # A fresh network with the right shapes, then train its variables in place.
     from lor.emulators.speculator import SpeculatorNetwork
 
-    net = SpeculatorNetwork(len(FEATURES), len(config.bands), config.hidden, seed=config.seed)
+    net = SpeculatorNetwork(len(FEATURES), len(band_set.bands), config.hidden, seed=config.seed)
     emulator = SpeculatorEmulator(spec, arrays | net.arrays())
     feats = np.concatenate(
         [emulator.features(tf.constant(c, tf.float32)).numpy() for c in np.array_split(params, 20)]

@@ -1,9 +1,11 @@
 """The data model (ingredient A): from true fluxes to what a survey catalog reports.
 
-* Depth: LSST coadded 5-sigma point-source depths after ``years`` of survey,
-  ``m5(years) = m5(10 yr) + 1.25 log10(years / 10)`` (Ivezić et al. 2019, Table 1 and
-  Eq. 6); configurable per band.
-* Errors: the LSST photometric error model (Ivezić et al. 2019, Eq. 5):
+* Depth: each band's coadded 5-sigma point-source depth from its band set
+  (:mod:`lor.bands`; LSST: Ivezić et al. 2019, Table 1), after ``years`` of survey
+  ``m5(years) = m5 + 1.25 log10(years / m5_years)`` (their Eq. 6); bands of another survey
+  with a fixed final depth (``m5_years`` None, e.g. Euclid's) keep it; configurable per band.
+* Errors: the LSST photometric error model (Ivezić et al. 2019, Eq. 5), each band's gamma
+  from its band set:
   ``sigma_m**2 = (0.04 - gamma) x + gamma x**2`` with ``x = 10**(0.4 (m - m5))``, turned into
   a Gaussian flux error ``sigma_f = f ln(10) / 2.5 * sigma_m`` evaluated at the *true* flux
   (so non-detections get the sky-limited error; S/N = 5.4 at m5 in this model).
@@ -17,17 +19,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from lor.bands import LSST_BANDS, BandSet, shipped_band_sets
 from lor.errors import ConfigError
 from lor.units import abmag_to_njy
 
-#: LSST 10-year coadded 5-sigma depths (AB) and the gamma of the error model, Ivezić+2019.
-LSST_M5_10YR = {"u": 25.6, "g": 26.9, "r": 26.9, "i": 26.4, "z": 25.6, "y": 24.8}
-LSST_GAMMA = {"u": 0.038, "g": 0.039, "r": 0.039, "i": 0.039, "z": 0.039, "y": 0.039}
+
+def shipped_band_definitions() -> dict[str, tuple[float, float, float | None]]:
+    """Short band name -> (m5, gamma, m5_years) over every shipped band set (one short name
+    is one band everywhere: the band-set contract test checks that they agree)."""
+    out: dict[str, tuple[float, float, float | None]] = {}
+    for band_set in shipped_band_sets():
+        for b in band_set.bands:
+            out.setdefault(b.name, (b.m5, b.gamma, b.m5_years))
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -52,25 +61,45 @@ def extinction_coefficients(bands: tuple[str, ...], r_v: float = 3.1) -> np.ndar
 
 @dataclass
 class DataModel:
-    """Noise, calibration and extinction for one band set."""
+    """Noise, calibration and extinction for a list of bands.
 
-    bands: Sequence[str] = ("u", "g", "r", "i", "z", "y")
-    m5_10yr: dict[str, float] = field(default_factory=lambda: dict(LSST_M5_10YR))
-    gamma: dict[str, float] = field(default_factory=lambda: dict(LSST_GAMMA))
+    Depths and error model come from ``band_set`` when given, else from the shipped band
+    sets' definition of each short band name; ``m5``/``gamma``/``m5_years`` override per band.
+    """
+
+    bands: Sequence[str] = LSST_BANDS
+    m5: dict[str, float] | None = None
+    gamma: dict[str, float] | None = None
+    m5_years: dict[str, float | None] | None = None
+    band_set: BandSet | None = None
 
     def __post_init__(self) -> None:
-        missing = [b for b in self.bands if b not in self.m5_10yr or b not in self.gamma]
+        if self.band_set is not None:
+            known = {b.name: (b.m5, b.gamma, b.m5_years) for b in self.band_set.bands}
+        else:
+            known = shipped_band_definitions()
+        m5 = {k: v[0] for k, v in known.items()} | (self.m5 or {})
+        gamma = {k: v[1] for k, v in known.items()} | (self.gamma or {})
+        years = {k: v[2] for k, v in known.items()} | (self.m5_years or {})
+        missing = [b for b in self.bands if b not in m5 or b not in gamma or b not in years]
         if missing:
-            raise ConfigError(f"no depth/error model for bands {missing}; give m5_10yr and gamma")
-        self._m5 = np.array([self.m5_10yr[b] for b in self.bands])
-        self._gamma = np.array([self.gamma[b] for b in self.bands])
+            raise ConfigError(
+                f"no depth/error model for bands {missing}; give m5, gamma and m5_years or a "
+                "band set that defines them"
+            )
+        self._m5 = np.array([m5[b] for b in self.bands], np.float64)
+        self._gamma = np.array([gamma[b] for b in self.bands], np.float64)
+        ref = np.array([np.nan if years[b] is None else years[b] for b in self.bands])
+        self._fixed = np.isnan(ref)
+        self._m5_years = np.where(self._fixed, 1.0, ref)
 
     def depth(self, years: float | np.ndarray) -> np.ndarray:
-        """5-sigma depths (..., B) after ``years`` of survey."""
+        """5-sigma depths (..., B) after ``years`` of survey (fixed-depth bands unchanged)."""
         years = np.asarray(years, np.float64)
         if np.any(years <= 0):
             raise ConfigError("survey years must be positive")
-        return self._m5 + 1.25 * np.log10(years[..., None] / 10.0)
+        growth = 1.25 * np.log10(years[..., None] / self._m5_years)
+        return self._m5 + np.where(self._fixed, 0.0, growth)
 
     def flux_error(
         self,

@@ -15,7 +15,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from lor.bands import band_set_of
 from lor.config import load_yaml_config
+from lor.errors import ConfigError
 from lor.inference.estimator import (
     FAMILY,
     FAMILY_VERSION,
@@ -41,6 +43,13 @@ class EstimatorConfig:
     floor_mag: list[float] = field(default_factory=lambda: [0.0, 0.0])
     prior: dict[str, Any] = field(default_factory=dict)
     missing_band_prob: float = 0.05
+    missing_groups: list[list[str]] = field(default_factory=list)
+    """Groups of bands a catalog may lack together (e.g. a whole survey's: an LSST-only
+    object in the lsst-euclid band set); with ``missing_group_prob`` an object loses one."""
+    missing_group_prob: float = 0.0
+    emulator: dict[str, str] = field(default_factory=dict)
+    """The emulator the estimator is trained on: ``{name, sha256}`` of an artifact under
+    lor/data/models (or ``{path, sha256}``); empty: the shipped default emulator."""
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     n_components: int = 4
     batch_size: int = 1024
@@ -97,6 +106,13 @@ def simulate_pairs(
         floor_mag=floor,
     )  # fmt: skip
     missing = _with_missing_bands(cat, config.missing_band_prob, rng)
+    if config.missing_groups and config.missing_group_prob > 0:
+        names = list(emulator.band_names)
+        groups = [[names.index(b) for b in g] for g in config.missing_groups]
+        hit = np.flatnonzero(rng.uniform(size=len(missing)) < config.missing_group_prob)
+        for g, rows in zip(groups, np.array_split(rng.permutation(hit), len(groups)), strict=True):
+            missing[np.ix_(rows, g)] = True
+        missing[missing.all(axis=1), names.index(training_prior(config).selection["band"])] = False
     return input_features(cat.flux, cat.flux_err, missing), cat, missing
 
 
@@ -175,6 +191,7 @@ def train_estimator(
         "family_version": FAMILY_VERSION,
         "name": config.name,
         "band_names": list(emulator.band_names),
+        "band_set": band_set_of(emulator.spec).as_record(),
         "param_names": list(emulator.param_names),
         "hidden": list(config.hidden),
         "representation": {"name": rep.name, "version": rep.version, "config": rep.config()},
@@ -281,10 +298,26 @@ def train_estimator(
 def train_estimator_from_config(
     config_path: Path, out_dir: Path, progress: bool = True
 ) -> tuple[str, dict[str, Any]]:
-    from lor.emulators.registry import SHIPPED_EMULATOR, load_shipped_emulator
-
     config = EstimatorConfig.from_yaml(config_path)
-    emulator = load_shipped_emulator()
-    estimator, metrics = train_estimator(config, emulator, SHIPPED_EMULATOR[1], progress)
+    emulator, emulator_sha = training_emulator(config)
+    estimator, metrics = train_estimator(config, emulator, emulator_sha, progress)
     sha = estimator.save(out_dir)
     return sha, metrics
+
+
+def training_emulator(config: EstimatorConfig):  # type: ignore[no-untyped-def]
+    """The (hash-verified) emulator the config names, and its sha256."""
+    from lor.emulators.registry import (
+        SHIPPED_DIR,
+        SHIPPED_EMULATOR,
+        load_emulator,
+        load_shipped_emulator,
+    )
+
+    if not config.emulator:
+        return load_shipped_emulator(), SHIPPED_EMULATOR[1]
+    record = dict(config.emulator)
+    if "sha256" not in record or not ("name" in record or "path" in record):
+        raise ConfigError("estimator config: emulator needs sha256 and a name or a path")
+    folder = Path(record["path"]) if "path" in record else SHIPPED_DIR / record["name"]
+    return load_emulator(folder, record["sha256"]), record["sha256"]

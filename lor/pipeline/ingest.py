@@ -19,9 +19,10 @@ import numpy as np
 from sqlalchemy import Engine
 from tqdm.auto import tqdm
 
+from lor.bands import DEFAULT_BAND_SET, BandSet, load_band_set
 from lor.db import catalog_store as store
 from lor.db.copy_binary import encode_rows
-from lor.errors import IngestError
+from lor.errors import ConfigError, IngestError
 from lor.pipeline.catalog_io import CatalogReader, Chunk
 from lor.pipeline.hashing import as_words, hash128_uuid, object_ids
 from lor.pipeline.photometry import (
@@ -50,15 +51,35 @@ class CatalogColumns:
     flux_err: str = RUBIN_FLUX_ERR
     ebv: str | None = None
     units: str = "njy"  # or "abmag"
-    bands: tuple[str, ...] = store.LSST_BANDS
-    band_set: str = store.LSST_BAND_SET
+    band_set: str = DEFAULT_BAND_SET
+    """The release's band set: a shipped name or a band-set YAML path."""
+    bands: tuple[str, ...] | None = None
+    """The band set's bands this catalog has columns for (None: all). The others are stored
+    as missing, so a catalog with some of the bands takes the missing-band path."""
 
     def __post_init__(self) -> None:
         if self.units not in ("njy", "abmag"):
             raise IngestError(f"units must be 'njy' or 'abmag', not {self.units!r}")
+        definition = self.definition()
+        if self.bands is None:
+            self.bands = definition.band_names
+        self.bands = tuple(self.bands)
+        outside = [b for b in self.bands if b not in definition.band_names]
+        if outside:
+            raise IngestError(
+                f"bands {outside} are not in band set {definition.name!r} "
+                f"{list(definition.band_names)}"
+            )
         for template in (self.flux, self.flux_err):
             if "{band}" not in template:
                 raise IngestError(f"column template {template!r} must contain '{{band}}'")
+
+    def definition(self) -> BandSet:
+        """The release's band set (:mod:`lor.bands`)."""
+        try:
+            return load_band_set(self.band_set)
+        except ConfigError as exc:
+            raise IngestError(str(exc)) from exc
 
     def flux_columns(self) -> list[str]:
         return [self.flux.format(band=b) for b in self.bands]
@@ -120,15 +141,13 @@ def ingest_catalog(
         with engine.begin() as conn:
             store.lock_ingestion(conn)
             store.check_tract_scheme(conn, summary.tract_scheme)  # before reading the file
-            band_set_id = store.get_or_create_band_set(
-                conn, cols.band_set, cols.bands, store.default_filter_names(cols.bands)
-            )
+            band_set_id = store.get_or_create_band_set(conn, cols.definition())
             release_id = store.get_or_create_release(conn, release, band_set_id)
             ingest_id = store.start_ingest(
                 conn, release_id, str(path.resolve()), sha, options, code_version()
             )
             store.create_stage(conn)
-            writer = _ObjectWriter(conn, release_id, len(cols.bands))
+            writer = _ObjectWriter(conn, release_id, len(cols.definition().bands))
             rejects: list[dict[str, Any]] = []
             seen_ids = _SeenIds()
             bar = tqdm(
@@ -163,9 +182,18 @@ def _photometry(chunk: Chunk, cols: CatalogColumns) -> Photometry:
         flux *= np.array([flux_unit_scale(chunk.units.get(c), c) for c in fcols])
         err *= np.array([flux_unit_scale(chunk.units.get(c), c) for c in ecols])
     check_plausible_fluxes(flux, err, cols.units)
+    names = list(cols.definition().band_names)
+    if list(cols.bands) != names:  # bands the catalog lacks: NaN, i.e. missing
+        at = [names.index(b) for b in cols.bands]  # type: ignore[union-attr]
+        full_flux, full_err = (
+            np.full((len(flux), len(names)), np.nan),
+            np.full((len(flux), len(names)), np.nan),
+        )
+        full_flux[:, at], full_err[:, at] = flux, err
+        flux, err = full_flux, full_err
     if cols.units == "njy":
-        return photometry_from_fluxes(flux, err, list(cols.bands))
-    return photometry_from_mags(flux, err, list(cols.bands))
+        return photometry_from_fluxes(flux, err, names)
+    return photometry_from_mags(flux, err, names)
 
 
 def prepare_chunk(

@@ -1,7 +1,8 @@
 """Bandpasses from the ``speclite`` filter library.
 
-Bands are named as speclite names them, ``<group>-<band>`` (e.g. ``lsst2023-r``); the
-short names ``u g r i z y`` are aliases for the Rubin ``lsst2023-*`` curves. A bandpass is
+Bands are named as speclite names them, ``<group>-<band>`` (e.g. ``lsst2023-r``); the short
+names of the shipped band sets (:mod:`lor.bands`: ``u g r i z y``, ``I_E Y_E J_E
+H_E``) are aliases for their curves, and a path to an ``.ecsv`` file loads that curve. A bandpass is
 the dimensionless throughput ``R(lambda)`` of a photon-counting detector, so the AB flux
 through it is the photon-weighted mean
 
@@ -19,13 +20,11 @@ from typing import Final
 
 import numpy as np
 
+from lor.bands import LSST_BANDS, shipped_aliases
 from lor.errors import UnknownBandError
 
-LSST_BANDS: Final[tuple[str, ...]] = tuple(f"lsst2023-{b}" for b in "ugrizy")
-"""The default band set: Rubin LSST ugrizy (speclite ``lsst2023-*`` throughputs)."""
-
-BAND_ALIASES: Final[dict[str, str]] = {b: f"lsst2023-{b}" for b in "ugrizy"}
-"""Short names accepted in place of speclite names."""
+BAND_ALIASES: Final[dict[str, str]] = shipped_aliases()
+"""Short names accepted in place of speclite names: those of every shipped band set."""
 
 
 @dataclass(frozen=True)
@@ -90,9 +89,13 @@ def resolve_band_name(name: str) -> str:
         available names.
     """
     resolved = BAND_ALIASES.get(name, name)
-    if resolved not in _library_names():
+    if resolved not in _library_names() and not _is_filter_file(resolved):
         raise _unknown_band_error([name])
     return resolved
+
+
+def _is_filter_file(name: str) -> bool:
+    return name.endswith(".ecsv") and Path(name).is_file()
 
 
 def load_bandpasses(names: Sequence[str] = LSST_BANDS) -> list[Bandpass]:
@@ -101,8 +104,8 @@ def load_bandpasses(names: Sequence[str] = LSST_BANDS) -> list[Bandpass]:
     Parameters
     ----------
     names
-        speclite filter names (``lsst2023-g``, ``hsc2017-i``, ...) or the aliases
-        ``u g r i z y``.
+        speclite filter names (``lsst2023-g``, ``hsc2017-i``, ...), short names of the
+        shipped band sets (``u g r i z y I_E Y_E J_E H_E``) or ``.ecsv`` filter files.
 
     Returns
     -------
@@ -120,7 +123,11 @@ def load_bandpasses(names: Sequence[str] = LSST_BANDS) -> list[Bandpass]:
     if len(names) == 0:
         raise UnknownBandError("no bands requested")
     library = set(_library_names())
-    unknown = [n for n in names if BAND_ALIASES.get(n, n) not in library]
+    unknown = [
+        n
+        for n in names
+        if BAND_ALIASES.get(n, n) not in library and not _is_filter_file(BAND_ALIASES.get(n, n))
+    ]
     if unknown:
         raise _unknown_band_error(unknown)
     from speclite.filters import load_filter
@@ -128,7 +135,9 @@ def load_bandpasses(names: Sequence[str] = LSST_BANDS) -> list[Bandpass]:
     bands = []
     for name in names:
         resolved = BAND_ALIASES.get(name, name)
-        curve = load_filter(resolved)
+        curve = load_filter(resolved)  # a speclite name or an .ecsv path
+        if _is_filter_file(resolved):
+            resolved = f"{curve.meta['group_name']}-{curve.meta['band_name']}"
         wavelength = np.asarray(curve.wavelength, dtype=np.float64)
         response = np.asarray(curve.response, dtype=np.float64)
         bands.append(Bandpass(resolved, wavelength, response))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lor.bands import load_band_set
 from lor.errors import UnknownBandError
 from lor.sps.bandpasses import (
-    LSST_BANDS,
     available_band_names,
     load_bandpasses,
     resolve_band_name,
@@ -28,7 +28,7 @@ def test_unknown_band_lists_available_names() -> None:
 
 def test_short_band_aliases() -> None:
     bands = load_bandpasses(list("ugrizy"))
-    assert [b.name for b in bands] == list(LSST_BANDS)
+    assert [b.name for b in bands] == list(load_band_set("lsst").filter_names)
     assert "u" in available_band_names()
     pivots = [b.pivot_wavelength for b in bands]
     assert np.all(np.diff(pivots) > 0)
@@ -49,3 +49,16 @@ def test_write_filter_files_round_trip(tmp_path) -> None:
         np.testing.assert_allclose(table[:, 0], band.wavelength, rtol=1e-8)
         np.testing.assert_allclose(table[:, 1], band.response, rtol=1e-8, atol=1e-30)
         assert band.support[0] < band.pivot_wavelength < band.support[1]
+
+
+def test_euclid_short_names_and_filter_files(tmp_path) -> None:
+    assert resolve_band_name("H_E") == "Euclid-H"
+    assert [b.name for b in load_bandpasses(["I_E", "J_E"])] == ["Euclid-VIS", "Euclid-J"]
+    import shutil
+
+    from speclite.filters import get_path_of_data_file
+
+    path = tmp_path / "mine-VIS.ecsv"
+    shutil.copy(get_path_of_data_file("filters/Euclid-VIS.ecsv"), path)
+    (band,) = load_bandpasses([str(path)])
+    np.testing.assert_allclose(band.pivot_wavelength, load_bandpasses(["I_E"])[0].pivot_wavelength)
