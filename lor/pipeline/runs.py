@@ -99,13 +99,15 @@ def create_run(
     with engine.begin() as conn:
         lock_enqueue(conn)
         rel = lookup_release(conn, release)
+        band_set_id, _ = store.release_band_set(conn, rel)
         versions: dict[str, int | None] = {}
         for kind, version in given.items():
-            if version is None:
-                versions[kind] = store.latest_version(conn, kind)
+            if version is None:  # the newest of the release's band set
+                versions[kind] = store.latest_version(conn, kind, band_set_id)
             else:
                 store.check_version(conn, kind, version)
                 versions[kind] = version
+        store.check_model_band_sets(conn, versions, band_set_id, release)
         run_id = store.insert_run(conn, name, rel, versions, code_version(), settings)
         run = store.get_run(conn, run_id)
         enqueued = store.enqueue_objects(conn, run_id, release, store.bundle_runs(conn, run))
@@ -123,6 +125,12 @@ def extend_run(engine: Engine, run: int | str | Run, release: str) -> QueuedRun:
         lock_enqueue(conn)
         current = store.get_run(conn, run.id if isinstance(run, Run) else run)
         rel = lookup_release(conn, release)
+        band_set_id, _ = store.release_band_set(conn, rel)
+        models = {
+            "emulator": current.emulator_version_id,
+            "estimator": current.estimator_version_id,
+        }
+        store.check_model_band_sets(conn, models, band_set_id, release)
         old_seq = store.release_sequence(conn, current.release_id)
         if store.release_sequence(conn, rel) <= old_seq:
             raise ConfigError(
