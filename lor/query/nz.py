@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from lor.db import selection_store
 from lor.db.selection_store import BinNz
 from lor.errors import LorError
+from lor.posteriors.base import PosteriorRepresentation
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
 
 #: Representations whose params the SQL n(z) functions read.
@@ -113,7 +114,7 @@ def run_nz(
     return NzResult(run_id, where, grid, assign, list(edges) if edges else None, bins)
 
 
-def stacked_pdf(flow: GaussianMixtureFlow, params: np.ndarray, z: np.ndarray) -> np.ndarray:
+def stacked_pdf(flow: PosteriorRepresentation, params: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Mean redshift density of ``params`` (N, P) on ``z``: what ``lor.nz`` computes."""
     p = np.asarray(params, dtype=np.float32)
     if p.shape[0] == 0:
