@@ -38,7 +38,13 @@ from lor.db import prior_chunk_store as chunks
 from lor.db import run_store as store
 from lor.db.queue_store import PosteriorRows
 from lor.db.run_store import DEFAULT_RUN_CONFIG, Run
-from lor.pipeline.processing import BatchCounts, ObjectBatch, PosteriorBatch, Processor
+from lor.pipeline.processing import (
+    BatchCounts,
+    ObjectBatch,
+    PosteriorBatch,
+    PriorReweightingProcessor,
+    Processor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +98,11 @@ def _compute(processor: Processor, held: _Held) -> PosteriorBatch:
     photometry, read in the range's transaction) for the rows it leaves."""
     cols = held.columns
     n = len(cols["object_id"])
-    fast = getattr(processor, "reweight_prior", None)
-    if fast is None:
+    if not isinstance(processor, PriorReweightingProcessor):
         result = processor.process(_batch(cols))
         result.check(n)
         return result
-    result, redo = fast(cols["parent_params"], cols["parent_ood_flags"])
+    result, redo = processor.reweight_prior(cols["parent_params"], cols["parent_ood_flags"])
     result.check(n)
     rows = np.flatnonzero(redo)
     if not len(rows):
@@ -190,7 +195,7 @@ def process_chunks(
             if stop.is_set() or (limit is not None and taken[0] >= limit):
                 return None
             taken[0] += 1
-        return _take(engine, run, not hasattr(processor, "reweight_prior"))
+        return _take(engine, run, not isinstance(processor, PriorReweightingProcessor))
 
     def counted(counts: BatchCounts) -> None:
         with lock:

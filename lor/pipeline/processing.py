@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from sqlalchemy import Engine
@@ -145,10 +145,24 @@ class PosteriorBatch:
             raise ProcessorOutputError("representation name and version are required")
 
 
+@runtime_checkable
 class Processor(Protocol):
     """Turns objects into posteriors; pure computation, no database access."""
 
     def process(self, batch: ObjectBatch) -> PosteriorBatch: ...
+
+
+@runtime_checkable
+class PriorReweightingProcessor(Processor, Protocol):
+    """A processor that also updates stored posteriors after a change of prior alone, from
+    their stored rows and flags without the photometry (:mod:`lor.pipeline.prior_chunks`)."""
+
+    def reweight_prior(
+        self, parent_params: np.ndarray, parent_ood_flags: np.ndarray
+    ) -> tuple[PosteriorBatch, np.ndarray]:
+        """New rows for every parent, and the rows (bool) that still need :meth:`process`
+        with their photometry."""
+        ...
 
 
 @dataclass

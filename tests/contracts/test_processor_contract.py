@@ -20,6 +20,8 @@ from lor.pipeline.processing import (
     REPROCESS_PROCESSOR,
     ObjectBatch,
     PosteriorBatch,
+    PriorReweightingProcessor,
+    Processor,
 )
 from lor.posteriors.registry import get_representation
 
@@ -130,6 +132,23 @@ def test_answers_a_batch_as_the_store_requires(
     np.testing.assert_allclose(
         result.summaries["z_q50"][rows], rep.z_quantile(result.params[rows], 0.5), rtol=1e-5
     )
+
+
+def test_satisfies_the_protocols(case: tuple[Any, ObjectBatch]) -> None:
+    """Every processor is a :class:`Processor`; one that also updates rows after a change of
+    prior alone declares it (:class:`PriorReweightingProcessor`) and answers as the store
+    requires, rows it leaves marked for :meth:`~Processor.process`."""
+    processor, batch = case
+    assert isinstance(processor, Processor)
+    if not isinstance(processor, PriorReweightingProcessor):
+        return
+    assert batch.parent_params is not None and batch.parent_ood_flags is not None
+    result, redo = processor.reweight_prior(batch.parent_params, batch.parent_ood_flags)
+    result.check(len(batch))
+    assert redo.shape == (len(batch),) and redo.dtype == bool
+    has_parent = np.isfinite(batch.parent_params).all(axis=1)
+    assert np.isfinite(result.params[has_parent & ~redo]).all()
+    assert set(map(str, result.method[has_parent & ~redo])) == {"reweighted"}
 
 
 def test_the_same_batch_gives_the_same_answer(case: tuple[Any, ObjectBatch]) -> None:
