@@ -1,4 +1,9 @@
-"""The ``lor`` command line. Commands parse arguments and format results; logic lives in lor."""
+"""The ``lor`` command line. Commands parse arguments and format results; logic lives in lor.
+
+The command modules (:mod:`lor.cli.runs`, :mod:`lor.cli.science`, :mod:`lor.cli.serve`,
+:mod:`lor.cli.models`) import no TensorFlow at module level: commands import it when they
+run, after :func:`lor.quiet.quiet_tensorflow_startup` has silenced its start-up noise.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy import Engine
 
+from lor.cli import runs, science, serve
 from lor.errors import LorError
 from lor.quiet import quiet_tensorflow_startup
 
@@ -31,7 +38,7 @@ def cli() -> None:
     """lor: survey photometry to physical posteriors, kept in PostgreSQL."""
 
 
-def _engine(check: bool = True):  # type: ignore[no-untyped-def]
+def _engine(check: bool = True) -> Engine:
     from lor.db.engine import make_engine
     from lor.db.migrate import check_schema
 
@@ -316,31 +323,19 @@ def bench_posteriors(repeats: int) -> None:
     click.echo(json.dumps(run_summaries_benchmark(repeats=repeats), default=float))
 
 
-from lor.cli.runs import (  # noqa: E402
-    calibrate_command,
-    process_command,
-    reprocess_command,
-    run_group,
-    status_command,
-    worker_command,
-)
-
-cli.add_command(run_group)
-cli.add_command(process_command)
-cli.add_command(reprocess_command)
-cli.add_command(calibrate_command)
-cli.add_command(worker_command)
-cli.add_command(status_command)
-from lor.cli.runs import register  # noqa: E402
-
-register(cli, bench)
-from lor.cli.science import register as register_science  # noqa: E402
-
-register_science(cli, bench)
-from lor.cli.serve import serve_command, truth_command  # noqa: E402
-
-cli.add_command(serve_command)
-cli.add_command(truth_command)
+for command in (
+    runs.run_group,
+    runs.process_command,
+    runs.reprocess_command,
+    runs.calibrate_command,
+    runs.worker_command,
+    runs.status_command,
+    serve.serve_command,
+    serve.truth_command,
+):
+    cli.add_command(command)
+runs.register(cli, bench)  # export and bench pipeline/recovery
+science.register(cli, bench)
 
 if __name__ == "__main__":
     cli()

@@ -31,6 +31,12 @@ def _engine() -> Engine:
     return engine
 
 
+MCMC_FALLBACK_HELP = (
+    "Redo the objects the estimator flags by MCMC (emulator likelihood x prior): slower, "
+    "stored with method 'mcmc' and the FALLBACK flag."
+)
+
+
 def _run_line(run: Run) -> str:
     versions = ", ".join(
         f"{kind} {getattr(run, f'{kind}_version_id') or '-'}"
@@ -57,13 +63,16 @@ def run_group() -> None:
 @click.option("--batch-size", type=int, default=None, help="Objects per claimed batch.")
 @click.option("--lease", "lease_s", type=float, default=None, help="Claim lease in seconds.")
 @click.option("--max-attempts", type=int, default=None, help="Tries before an item fails.")
+@click.option("--mcmc-fallback", is_flag=True, default=None, help=MCMC_FALLBACK_HELP)
 def run_create(release: str, name: str | None, emulator: int | None, estimator: int | None,
                prior: int | None, calibration: int | None, batch_size: int | None,
-               lease_s: float | None, max_attempts: int | None) -> None:  # fmt: skip
+               lease_s: float | None, max_attempts: int | None,
+               mcmc_fallback: bool | None) -> None:  # fmt: skip
     """Create a run over RELEASE and queue the objects its model bundle has not covered."""
     from lor.pipeline.runs import create_run
 
-    given = {"batch_size": batch_size, "lease_s": lease_s, "max_attempts": max_attempts}
+    given = {"batch_size": batch_size, "lease_s": lease_s, "max_attempts": max_attempts,
+             "mcmc_fallback": mcmc_fallback}  # fmt: skip
     queued = create_run(
         _engine(), release, name, emulator, estimator, prior, calibration,
         {k: v for k, v in given.items() if v is not None},
@@ -178,49 +187,24 @@ def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str
     scalings (--zeropoints) from the objects' photometry under the fitted prior. Prints the
     fits as JSON; follow with `lor reprocess RUN --prior ID --calibration ID`.
     """
-    from lor.pipeline.amortized_processor import load_prior
-    from lor.pipeline.calibration import calibrate_run, calibrate_zeropoints
+    from lor.pipeline.calibration import calibrate
     from lor.pipeline.processing import limit_compute_threads
-    from lor.pipeline.runs import get_run
 
     names = [h.strip() for h in free.split(",") if h.strip()]
     if not names and not zeropoints:
         raise click.UsageError("nothing to fit: give --free HYPERPARAMETERS and/or --zeropoints")
     limit_compute_threads()
-    engine = _engine()
-    out: dict[str, object] = {}
-    found = get_run(engine, run)
-    with engine.connect() as conn:
-        prior = load_prior(conn, found.prior_version_id)
-    if names:
-        prior_id, fit = calibrate_run(engine, run, names, name, list(tracts) or None, samples)
-        out |= {"prior_version_id": prior_id, "hyperparameters": fit.hyperparameters,
-                **fit.as_provenance()}  # fmt: skip
-        prior = fit.prior(prior)
-    if zeropoints:
-        cal_id, fits = calibrate_zeropoints(
-            engine, run, prior, name, list(tracts) or None, reference_band,
-            density_objects, density_components, min_objects,
-        )  # fmt: skip
-        out["calibration_version_id"] = cal_id
-        out["survey"] = {"bands": fits.bands, "sed_offset": fits.sed_offset.tolist(),
-                         "sed_offset_err": fits.sed_offset_err.tolist(),
-                         "error_floor": fits.floor_mag.tolist(),
-                         "error_floor_err": fits.floor_err.tolist()}  # fmt: skip
-        out["tracts"] = {f.tract_id: {"zeropoint_offset": f.zeropoint_offset.tolist(),
-                                      "zeropoint_err": f.zeropoint_err.tolist(),
-                                      "noise_scale": f.noise_scale.tolist(),
-                                      "noise_scale_err": f.noise_scale_err.tolist(),
-                                      "n_objects": f.n_objects} for f in fits.tracts}  # fmt: skip
-        out["calibration_at_bound"] = fits.at_bound
-    at_bound = list(out.get("at_bound") or []) + list(out.get("calibration_at_bound") or [])
-    if at_bound:
+    result = calibrate(
+        _engine(), run, names, zeropoints, name, list(tracts) or None, samples, reference_band,
+        density_objects, density_components, min_objects,
+    )  # fmt: skip
+    if result.at_bound:
         click.echo(
             f"warning: fitted on a search bound (the model cannot describe these, or they "
-            f"absorb misfit; recorded on the stored versions): {', '.join(at_bound)}",
+            f"absorb misfit; recorded on the stored versions): {', '.join(result.at_bound)}",
             err=True,
         )
-    click.echo(json.dumps(out, default=float))
+    click.echo(json.dumps(result.as_dict(), default=float))
 
 
 @click.command("reprocess")
@@ -238,11 +222,16 @@ def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str
     help="Average the new prior over this many draws of its fitted hyperparameters "
     "(their uncertainty from `lor calibrate`) instead of fixing them at the best fit.",
 )
+@click.option(
+    "--mcmc-fallback/--no-mcmc-fallback", default=None,
+    help=MCMC_FALLBACK_HELP + " Default: as the parent run.",
+)  # fmt: skip
 @click.option("--dispatch", is_flag=True, help="Hand the run to the Celery workers instead.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def reprocess_command(parent_run: str, prior: str | None, calibration: str | None,
                       name: str | None, batch_size: int | None, marginalize: int,
-                      dispatch: bool, no_progress: bool) -> None:  # fmt: skip
+                      mcmc_fallback: bool | None, dispatch: bool,
+                      no_progress: bool) -> None:  # fmt: skip
     """Update PARENT_RUN's posteriors to a new prior and/or calibration by reweighting them.
 
     Queues only the affected objects (all of them for a new prior; those of tracts whose
@@ -254,11 +243,13 @@ def reprocess_command(parent_run: str, prior: str | None, calibration: str | Non
     from lor.pipeline.runs import run_status
 
     engine = _engine()
-    config: dict[str, int] = {"batch_size": batch_size} if batch_size is not None else {}
+    config: dict[str, int | bool] = {"batch_size": batch_size} if batch_size is not None else {}
     if marginalize:
         if marginalize < 2:
             raise click.UsageError("--marginalize needs at least 2 draws")
         config["marginalize_hyperparameters"] = marginalize
+    if mcmc_fallback is not None:
+        config["mcmc_fallback"] = mcmc_fallback
     queued = create_reprocess_run(engine, parent_run, prior, calibration, name, config)
     run, plan = queued.run, queued.run.config["reprocess"]
     click.echo(

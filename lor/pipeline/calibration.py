@@ -5,6 +5,8 @@ run's), ready for ``lor reprocess``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,8 +14,13 @@ from sqlalchemy import Engine, text
 
 from lor.db.calibration_store import create_calibration_version, terms_by_tract
 from lor.db.model_store import register_prior_version
+from lor.db.run_store import Run
 from lor.errors import ConfigError
-from lor.hierarchy.calibrate import HyperparameterFit, fit_hyperparameters
+from lor.hierarchy.calibrate import (
+    HyperparameterFit,
+    check_free_hyperparameters,
+    fit_hyperparameters,
+)
 from lor.hierarchy.survey import DEVIATION_PRIOR_MAG, SurveyCalibration, fit_survey
 from lor.hierarchy.zeropoints import PopulationDensity
 from lor.inference.data_model import DataModel
@@ -42,6 +49,8 @@ def stored_params(engine: Engine, run_id: int, tracts: list[int] | None = None) 
         args["t"] = list(tracts)
     with engine.connect() as conn:
         rows = conn.execute(text(sql), args).scalars().all()
+    if not rows:  # reshape(0, -1) cannot infer the width
+        return np.empty((0, 0), np.float32)
     return np.asarray(rows, np.float32).reshape(len(rows), -1)
 
 
@@ -58,12 +67,13 @@ def calibrate_run(
     from lor.inference.amortized import PhotometryPosteriors
 
     found = get_run(engine, run)
-    with engine.connect() as conn:
-        estimator, emulator = load_run_models(conn, found)
-        reference = load_prior(conn, found.prior_version_id)
+    reference = _stored_prior(engine, found)  # every check before the models load
+    check_free_hyperparameters(free, reference)
     params = stored_params(engine, found.id, tracts)
     if not len(params):
-        raise ValueError(f"run {found.name} has no stored posteriors to calibrate on")
+        raise ConfigError(f"run {found.name} has no stored posteriors to calibrate on")
+    with engine.connect() as conn:
+        estimator, emulator = load_run_models(conn, found)
     fit = fit_hyperparameters(
         PhotometryPosteriors(estimator, emulator), params, free, reference, n_samples, seed=seed
     )
@@ -170,3 +180,82 @@ def calibrate_zeropoints(
             parent_id=found.calibration_version_id, survey_terms=fit.survey_terms(),
         )  # fmt: skip
     return version, fit
+
+
+@dataclass
+class Calibration:
+    """What :func:`calibrate` stored: a prior version and/or a calibration version, and the
+    fits behind them."""
+
+    prior_version_id: int | None = None
+    hyperparameters: HyperparameterFit | None = None
+    calibration_version_id: int | None = None
+    survey: SurveyCalibration | None = None
+
+    @property
+    def at_bound(self) -> list[str]:
+        """Fitted values that ended on a search bound: the model cannot describe them, or they
+        absorb misfit (recorded on the stored versions too)."""
+        fits = (self.hyperparameters, self.survey)
+        return [name for fit in fits if fit is not None for name in fit.at_bound]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fits as JSON-ready values (what ``lor calibrate`` prints)."""
+        out: dict[str, Any] = {}
+        if self.hyperparameters is not None:
+            fit = self.hyperparameters
+            out |= {"prior_version_id": self.prior_version_id,
+                    "hyperparameters": fit.hyperparameters, **fit.as_provenance()}  # fmt: skip
+        if self.survey is not None:
+            fits = self.survey
+            out["calibration_version_id"] = self.calibration_version_id
+            out["survey"] = {"bands": fits.bands, "sed_offset": fits.sed_offset.tolist(),
+                             "sed_offset_err": fits.sed_offset_err.tolist(),
+                             "error_floor": fits.floor_mag.tolist(),
+                             "error_floor_err": fits.floor_err.tolist()}  # fmt: skip
+            out["tracts"] = {f.tract_id: {"zeropoint_offset": f.zeropoint_offset.tolist(),
+                                          "zeropoint_err": f.zeropoint_err.tolist(),
+                                          "noise_scale": f.noise_scale.tolist(),
+                                          "noise_scale_err": f.noise_scale_err.tolist(),
+                                          "n_objects": f.n_objects} for f in fits.tracts}  # fmt: skip
+            out["calibration_at_bound"] = fits.at_bound
+        return out
+
+
+def calibrate(
+    engine: Engine,
+    run: int | str,
+    free: Sequence[str] = (),
+    zeropoints: bool = False,
+    name: str | None = None,
+    tracts: list[int] | None = None,
+    n_samples: int = 64,
+    reference_band: str | None = None,
+    density_objects: int = 200_000,
+    density_components: int = 96,
+    min_objects: int = 500,
+) -> Calibration:
+    """``lor calibrate``: fit ``free`` hyperparameters (:func:`calibrate_run`), then, with
+    ``zeropoints``, the survey and tract calibration under the fitted prior
+    (:func:`calibrate_zeropoints`); every input is checked before any model loads."""
+    if not free and not zeropoints:
+        raise ConfigError("nothing to fit: give free hyperparameters and/or zeropoints")
+    found = get_run(engine, run)
+    prior = _stored_prior(engine, found)
+    result = Calibration()
+    if free:
+        result.prior_version_id, result.hyperparameters = calibrate_run(
+            engine, found.id, list(free), name, tracts, n_samples
+        )
+        prior = result.hyperparameters.prior(prior)
+    if zeropoints:
+        result.calibration_version_id, result.survey = calibrate_zeropoints(
+            engine, found.id, prior, name, tracts, reference_band, density_objects,
+            density_components, min_objects,
+        )  # fmt: skip
+    return result
+
+
+def _stored_prior(engine: Engine, run: Run) -> PopulationPrior:
+    with engine.connect() as conn:
+        return load_prior(conn, run.prior_version_id)
