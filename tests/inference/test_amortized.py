@@ -52,10 +52,16 @@ def test_calibrated_on_held_out_simulations(engine: PhotometryPosteriors, held_o
     }
     print("held-out (3000 objects, 10-yr, i<25.3):", figures)
     # 3000 objects: binomial sd of a 68% coverage is 0.9%; tolerances are ~4 sd.
+    # Measured on this set (after 02dd1bc): coverage68 0.679, coverage95 0.952.
     assert abs(figures["coverage68"] - 0.68) < 0.04
     assert abs(figures["coverage95"] - 0.95) < 0.025
-    assert figures["pit_ks"] < 0.05
-    assert figures["sigma_nmad"] < 0.08 and figures["outlier_frac"] < 0.15
+    # KS distance of 3000 draws from uniform: 1.63/sqrt(3000) = 0.030 at the 1% level;
+    # measured 0.012 (0.017 and 0.009 on two other 3000-object draws, seeds 1 and 2).
+    assert figures["pit_ks"] < 0.03
+    # Measured sigma_NMAD 0.0366 and outliers 7.1% on this set (0.0367/7.8% and 0.0389/7.5%
+    # on seeds 1 and 2; lor bench estimator, 20,000 objects: 0.0328, 7.06%). Margins ~20%
+    # and ~40% cover that draw-to-draw scatter; a worse estimator fails.
+    assert figures["sigma_nmad"] < 0.045 and figures["outlier_frac"] < 0.10
 
 
 def test_in_distribution_false_flag_rates(held_out) -> None:
@@ -63,7 +69,9 @@ def test_in_distribution_false_flag_rates(held_out) -> None:
     for flag in (Flag.INPUT_OOD, Flag.POOR_FIT):
         rate = np.mean(result.flags & flag != 0)
         print(flag.name, "false-flag rate", rate)
-        assert rate < 0.015, flag.name
+        # thresholds are set for 0.5% false flags (ood_false_flag_rate); binomial sd at 3000
+        # objects 0.13%, so 1% is ~4 sd above it. Measured 0.0% (INPUT_OOD) and 0.0% (POOR_FIT).
+        assert rate < 0.01, flag.name
 
 
 def test_log_sfr_summaries_beat_random_draws(engine: PhotometryPosteriors, held_out) -> None:
@@ -104,9 +112,11 @@ def test_bad_input_is_flagged_not_dropped(engine: PhotometryPosteriors, held_out
     assert result.flags[2] & Flag.NO_POSTERIOR and result.method[2] == "none"
     assert np.isnan(result.params[2]).all() and np.isnan(result.summaries["z_q50"][2])
     assert result.flags[3] & Flag.MISSING_BANDS and not result.flags[3] & Flag.BAD_INPUT
-    # The usable bands still constrain redshift: dropping one band barely moves z50.
+    # The usable bands still constrain redshift: without r, this object's z50 moves by 0.19
+    # (measured; over 200 objects the median shift is 0.10, 10% move more than 0.33): 0.25
+    # allows 30% on the measured shift, and a posterior that ignored the other bands fails.
     full = engine.infer(cat.flux[:2], cat.flux_err[:2])
-    assert abs(result.summaries["z_q50"][0] - full.summaries["z_q50"][0]) < 0.5
+    assert abs(result.summaries["z_q50"][0] - full.summaries["z_q50"][0]) < 0.25
 
 
 def test_out_of_distribution_input_is_flagged(engine: PhotometryPosteriors, held_out) -> None:
