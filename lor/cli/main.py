@@ -181,13 +181,26 @@ def train() -> None:
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Artifact folder.")
 @click.option("--register/--no-register", default=False, help="Record it in lor.model_versions.")
-def train_emulator(config_path: Path, out: Path, register: bool) -> None:
-    """Simulate with the SPS forward model, train a speculator emulator, save and measure it."""
+@click.option("--resume", is_flag=True, help="Continue from OUT/work's last checkpoint.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default=None)
+@click.option("--stop-after-epochs", type=int, default=None, help="Checkpoint and stop early.")
+def train_emulator(
+    config_path: Path,
+    out: Path,
+    register: bool,
+    resume: bool,
+    device: str | None,
+    stop_after_epochs: int | None,
+) -> None:
+    """Simulate with the SPS forward model, train the config's emulator family, save and
+    measure it; checkpointed every epoch (``--resume`` after a kill)."""
     from lor.emulators.training import train_emulator_from_config
 
-    sha, metrics = train_emulator_from_config(config_path, out)
+    sha, metrics = train_emulator_from_config(
+        config_path, out, resume=resume, device=device, stop_after_epochs=stop_after_epochs
+    )
     click.echo(json.dumps({"artifact": str(out), "sha256": sha, "metrics": metrics}))
-    if register:
+    if register and sha is not None:
         from lor.emulators.registry import register_emulator
 
         click.echo(f"registered as model version {register_emulator(_engine(), out, sha)}")

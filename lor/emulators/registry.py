@@ -15,9 +15,10 @@ from sqlalchemy import Engine
 
 from lor.artifacts import load_from_families
 from lor.emulators.protocol import Emulator
+from lor.emulators.restframe import RestframeEmulator
 from lor.emulators.speculator import SpeculatorEmulator
 
-FAMILY_CLASSES: tuple[Any, ...] = (SpeculatorEmulator,)
+FAMILY_CLASSES: tuple[Any, ...] = (SpeculatorEmulator, RestframeEmulator)
 """Every emulator family: each class has ``family``, ``family_version`` and builds itself as
 ``cls(spec, arrays)``."""
 

@@ -6,17 +6,16 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from lor.bands import DEFAULT_BAND_SET, load_band_set
 from lor.config import load_yaml_config
+from lor.emulators.fitting import STATE_FILE, FitSettings, fit, hardware
 from lor.emulators.speculator import FAMILY, FAMILY_VERSION, FEATURES, SpeculatorEmulator
 from lor.errors import ConfigError
 
@@ -24,6 +23,7 @@ from lor.errors import ConfigError
 @dataclass
 class EmulatorConfig:
     name: str = "speculator-lsst-ugrizy"
+    family: str = FAMILY
     band_set: str = DEFAULT_BAND_SET
     """A shipped band set's name or a band-set YAML path (:mod:`lor.bands`)."""
     bands: list[str] | None = None
@@ -120,9 +120,16 @@ def accuracy(emulator: SpeculatorEmulator, params: np.ndarray, mags: np.ndarray)
 
 
 def train_emulator(
-    config: EmulatorConfig, data: dict[str, np.ndarray], progress: bool = True
+    config: EmulatorConfig,
+    data: dict[str, np.ndarray],
+    progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    device: str = "auto",
 ) -> tuple[SpeculatorEmulator, dict[str, Any]]:
-    """Fit the network; returns the emulator and held-out metrics."""
+    """Fit the network (checkpointed in ``checkpoint_dir``, :func:`lor.emulators.fitting.fit`);
+    returns the emulator and held-out metrics (``{"finished": False}`` when stopped)."""
     from lor.sps.parameters import MASS_INDEX, PARAM_NAMES
     from lor.sps.training_set import REFERENCE_LOG_MSTAR
 
@@ -180,65 +187,81 @@ def train_emulator(
         np.float32
     )
     y_all = ((target - y_mean) / y_std).astype(np.float32)
-    x_tr, y_tr = tf.constant(x_all[:n_tr]), tf.constant(y_all[:n_tr])
-    x_va, y_va = tf.constant(x_all[n_tr : n_tr + n_va]), tf.constant(y_all[n_tr : n_tr + n_va])
-    weight = tf.constant((y_std**2 / np.mean(y_std**2)).astype(np.float32))  # loss in mag^2
-    opt = tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
-    opt.build(net.trainable_variables)
-    lr = opt.learning_rate
-
-    @tf.function(jit_compile=True)
-    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(net(x) - y) * weight)
-        grads = tape.gradient(loss, net.trainable_variables)
-        opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
-        return loss
-
-    @tf.function(jit_compile=True)
-    def val_loss(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(tf.square(net(x) - y) * weight)
-
-    best, best_arrays, since_best, history = np.inf, net.arrays(), 0, []
-    start = time.monotonic()
-    n_batches = n_tr // config.batch_size
-    bar = tqdm(range(config.max_epochs), desc="train emulator", disable=not progress)
-    for _epoch in bar:
-        order = tf.random.shuffle(tf.range(n_tr))
-        for b in range(n_batches):
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            step(tf.gather(x_tr, idx), tf.gather(y_tr, idx))
-        loss = float(val_loss(x_va, y_va))
-        history.append(loss)
-        if loss < best * (1 - 1e-3):
-            best, best_arrays, since_best = loss, net.arrays(), 0
-        else:
-            since_best += 1
-        if since_best >= config.patience:
-            net.assign(best_arrays)
-            lr.assign(lr * 0.5)
-            since_best = 0
-            if float(lr) < config.min_learning_rate:
-                break
-        rms = float(np.sqrt(best * np.mean(y_std**2)))
-        bar.set_postfix(val_rms_mag=f"{rms:.4f}", lr=f"{float(lr):.1e}")
-        if time.monotonic() - start > 60 * config.max_minutes:
-            break
-    net.assign(best_arrays)
+    weight = y_std**2 / np.mean(y_std**2)  # loss in mag^2
+    settings = FitSettings(
+        config.batch_size,
+        config.max_epochs,
+        config.learning_rate,
+        config.min_learning_rate,
+        config.patience,
+        config.max_minutes,
+        config.seed,
+    )
+    result = fit(
+        net,
+        (x_all[:n_tr], y_all[:n_tr], x_all[n_tr : n_tr + n_va], y_all[n_tr : n_tr + n_va]),
+        weight,
+        settings,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        stop_after_epochs=stop_after_epochs,
+        device=device,
+        progress=progress,
+    )
+    history = result["history"]
+    if not result["finished"]:
+        return emulator, {"finished": False, "epochs": result["epochs"]}
     test = slice(n_tr + n_va, None)
     metrics = accuracy(emulator, params[test], mags[test])
-    metrics |= {"epochs": len(history), "train_minutes": (time.monotonic() - start) / 60}
+    metrics |= {
+        "epochs": result["epochs"],
+        "train_minutes": result["train_seconds"] / 60,
+        "hardware": hardware(result["device"]),
+        "finished": True,
+    }
     emulator.spec["metrics"] = metrics
     emulator.spec["validation_history"] = [round(h, 7) for h in history]
     return emulator, metrics
 
 
 def train_emulator_from_config(
-    config_path: Path, out_dir: Path, progress: bool = True
-) -> tuple[str, dict[str, Any]]:
-    """Simulate, train, save the artifact to ``out_dir``; return (sha256, metrics)."""
-    config = EmulatorConfig.from_yaml(config_path)
-    data = simulate(config)
-    emulator, metrics = train_emulator(config, data, progress)
-    sha = emulator.save(out_dir)
-    return sha, metrics
+    config_path: Path,
+    out_dir: Path,
+    progress: bool = True,
+    resume: bool = False,
+    device: str | None = None,
+    stop_after_epochs: int | None = None,
+) -> tuple[str | None, dict[str, Any]]:
+    """Simulate, train, save the artifact to ``out_dir``; return (sha256, metrics).
+
+    The config's ``family`` picks the trainer (``speculator`` when absent; ``restframe``:
+    :mod:`lor.emulators.restframe_training`). Checkpoints and cached data go to
+    ``out_dir/work``; ``resume`` continues from them. ``device`` (auto, cpu, gpu) overrides
+    the config's. A run stopped by ``stop_after_epochs`` saves no artifact (sha256 None).
+    """
+    import yaml
+
+    family = (yaml.safe_load(Path(config_path).read_text()) or {}).get("family", FAMILY)
+    if family == "restframe":
+        from lor.emulators.restframe_training import RestframeConfig, train_restframe
+
+        rconfig = RestframeConfig.from_yaml(config_path)
+        if device is not None:
+            rconfig.device = device
+        emulator, metrics = train_restframe(rconfig, out_dir, resume, stop_after_epochs, progress)
+    elif family == FAMILY:
+        config = EmulatorConfig.from_yaml(config_path)
+        work = out_dir / "work"
+        if not resume and (work / STATE_FILE).is_file():
+            raise ConfigError(f"{work} holds a checkpoint: pass --resume, or use another --out")
+        if config.data_cache is None:
+            config.data_cache = str(work / "data.npz")
+        data = simulate(config)
+        emulator, metrics = train_emulator(
+            config, data, progress, work, resume, stop_after_epochs, device or "auto"
+        )
+    else:
+        raise ConfigError(f"{config_path}: unknown emulator family {family!r}")
+    if not metrics.get("finished"):
+        return None, metrics
+    return emulator.save(out_dir), metrics
