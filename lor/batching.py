@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,7 +33,9 @@ def bucket_sizes(n: int, batch_size: int) -> list[int]:
     return sizes
 
 
-def padded_batches(fn, x: np.ndarray, n_out: int, batch_size: int = CHUNK) -> np.ndarray:  # type: ignore[no-untyped-def]
+def padded_batches(
+    fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray, n_out: int, batch_size: int = CHUNK
+) -> np.ndarray:
     """Apply a compiled ``fn`` in chunks of the :func:`bucket_sizes` shapes (last zero-padded); output in the input's dtype.
 
     Without fixed shapes every distinct batch length would pay a fresh XLA compile (hundreds

@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 
 import click
+from sqlalchemy import Engine
 
 from lor.errors import ConfigError
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from lor.db.engine import make_engine
     from lor.db.migrate import check_schema
 
@@ -29,7 +30,7 @@ def _floats(text: str, what: str) -> list[float]:
         raise ConfigError(f"{what} must be comma-separated numbers, not {text!r}") from exc
 
 
-def _run_id(engine, run: str | None) -> int | None:  # type: ignore[no-untyped-def]
+def _run_id(engine: Engine, run: str | None) -> int | None:
     from lor.pipeline.runs import get_run
 
     return None if run is None else get_run(engine, run).id

@@ -14,9 +14,10 @@ hyperparameter enter the ratio. The sum is maximized with L-BFGS-B on TensorFlow
 uncertainties are the inverse Hessian (Laplace), with the draws' effective sample sizes
 reported so a fit that strayed far from the reference prior shows itself.
 
-Zeropoints and noise scales are not fitted here (yet): importance weights between
-calibrations do not survive LSST signal-to-noise with amortized posterior draws (measured
-and described in issue #7's notes), and a gray zeropoint offset is exactly degenerate with
+Zeropoints and noise scales are not fitted here but from the photometry under the fitted
+prior (:mod:`lor.hierarchy.survey`, :mod:`lor.hierarchy.zeropoints`): importance weights
+between calibrations do not survive LSST signal-to-noise with amortized posterior draws
+(see :mod:`lor.hierarchy.reweight`), and a gray zeropoint offset is exactly degenerate with
 stellar mass, which enters the SPS model as a pure magnitude shift.
 """
 

@@ -19,8 +19,8 @@ parameters (8 parameters, 6 bands), so the information sits in the population, i
 difference between how much each object absorbs and how far that moves it in the prior.
 Importance weights from the stored flows between calibrations keep 2-3 effective draws of 64
 at LSST signal-to-noise, and per-object Laplace approximations fail on the curved likelihood
-ridges of bright objects (measured in side experiments for issue #7, 500-2,000 simulated
-objects, not a `lor bench`: exact Hessians indefinite at a third of the MAPs,
+ridges of bright objects (measured in side experiments on 500-2,000 simulated objects
+whose code is not in this repository: exact Hessians indefinite at a third of the MAPs,
 importance sampling from them keeps ESS 2 of 64, and the MAP residuals bias the u-band
 offset by 0.1 mag at the true calibration). The data-space density has no per-object
 posterior in it at all.
@@ -34,7 +34,7 @@ the survey's depth cut does not move with the fitted offsets either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -44,6 +44,9 @@ from lor.errors import ConfigError
 from lor.hierarchy.objective import TFObjective
 from lor.inference.data_model import DataModel
 from lor.inference.prior import PopulationPrior
+
+if TYPE_CHECKING:
+    from lor.emulators.protocol import Emulator
 
 ASINH_SCALE = 2.5 / np.log(10.0)
 ZP_BOUNDS = (-0.3, 0.3)
@@ -72,7 +75,7 @@ class PopulationDensity:
     @classmethod
     def simulate(
         cls,
-        emulator,  # type: ignore[no-untyped-def]
+        emulator: Emulator,
         prior: PopulationPrior,
         data_model: DataModel | None = None,
         n_objects: int = 200_000,

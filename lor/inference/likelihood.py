@@ -8,11 +8,16 @@ likelihood only sees corrected fluxes and errors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
 from lor.inference.prior import PopulationPrior
 from lor.units import AB_ZEROPOINT_NJY
+
+if TYPE_CHECKING:
+    from lor.emulators.protocol import Emulator
 
 
 class PhotometricPosterior:
@@ -20,12 +25,12 @@ class PhotometricPosterior:
 
     def __init__(
         self,
-        emulator,
+        emulator: Emulator,
         prior: PopulationPrior,
         flux: np.ndarray,
         flux_err: np.ndarray,
         usable: np.ndarray,
-    ) -> None:  # type: ignore[no-untyped-def]
+    ) -> None:
         self.emulator = emulator
         self.prior = prior
         self.flux = tf.constant(np.where(usable, flux, 0.0), tf.float64)

@@ -26,13 +26,16 @@ selected population, simulated through the emulator and lor's LSST 10-year data 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lor.inference.data_model import DataModel
 from lor.inference.prior import PopulationPrior
 from lor.inference.simulate import observed_mag
+
+if TYPE_CHECKING:
+    from lor.emulators.protocol import Emulator
 
 LSST_COUNTS_AT_25 = 46.0  # galaxies per arcmin^2 brighter than i = 25 (Science Book Eq. 3.7)
 LSST_COUNTS_SLOPE = 0.31  # dex per mag
@@ -65,7 +68,7 @@ def published_figures(mag_max: float = 25.3) -> dict[str, float]:
 
 def predicted_figures(
     prior: PopulationPrior,
-    emulator,  # type: ignore[no-untyped-def]  # SpeculatorEmulator
+    emulator: Emulator,
     n_draws: int = 200_000,
     seed: int = 0,
     mags: tuple[float, ...] = (23.0, 24.0, 25.0, 25.3),

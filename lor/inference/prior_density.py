@@ -17,6 +17,7 @@ asked for, and callers keep the TF path for the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -135,7 +136,9 @@ def _log_zmet(prior: PopulationPrior, theta: np.ndarray) -> np.ndarray:
     )
 
 
-def _normal_factor(param: str, mean: str, sigma: str):  # type: ignore[no-untyped-def]
+def _normal_factor(
+    param: str, mean: str, sigma: str
+) -> Callable[[PopulationPrior, np.ndarray], np.ndarray]:
     def log_prob(prior: PopulationPrior, theta: np.ndarray) -> np.ndarray:
         return _trunc_normal(
             theta[..., _COL[param]], _h(prior, mean), _h(prior, sigma), _bounds(prior, param)

@@ -7,12 +7,16 @@ example catalog and the calibration test surveys, so every one of them is drawn 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lor.inference.data_model import DataModel
 from lor.inference.prior import PopulationPrior
 from lor.units import njy_to_abmag
+
+if TYPE_CHECKING:
+    from lor.emulators.protocol import Emulator
 
 
 @dataclass
@@ -43,7 +47,7 @@ def observed_mag(flux: np.ndarray) -> np.ndarray:
 
 def simulate_catalog(
     n: int,
-    emulator,  # type: ignore[no-untyped-def]  # SpeculatorEmulator (kept untyped: avoids a TF import cycle)
+    emulator: Emulator,
     prior: PopulationPrior | None = None,
     data_model: DataModel | None = None,
     seed: int = 0,

@@ -8,9 +8,12 @@ coverage = fraction of true values inside the central 68% / 95% credible interva
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lor.posteriors.base import PosteriorRepresentation
 
 
 def photoz_metrics(z_phot: np.ndarray, z_true: np.ndarray) -> dict[str, float]:
@@ -37,8 +40,8 @@ def coverage(pit: np.ndarray, level: float) -> float:
 
 
 def recovery_metrics(
-    rep, params: np.ndarray, theta_true: np.ndarray, names: list[str]
-) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    rep: PosteriorRepresentation, params: np.ndarray, theta_true: np.ndarray, names: list[str]
+) -> dict[str, Any]:
     """Per-parameter PIT KS and 68/95% coverage from the analytic marginals."""
     out: dict[str, Any] = {}
     for dim, name in enumerate(names):
