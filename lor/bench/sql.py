@@ -3,7 +3,7 @@
 Data: a catalog simulated with the shipped emulator (10-year depth) is ingested and processed
 by the shipped estimator (real posteriors), then copied ``rows`` times round into one tract
 with positions of their own spread over a ~9 deg^2 field (``fabricate_tract`` of
-:mod:`lor.bench.pipeline`), about LSST's gold-sample density (~30 per arcmin^2). Figures:
+:mod:`lor.bench.sql_tract`), about LSST's gold-sample density (~30 per arcmin^2). Figures:
 
 - ``nz_query_s``: ``lor.nz(params, 0, 3, 301)`` over a 10% sample of the tract (~1e5
   objects, ``catalog_id % 10 = 0``);
@@ -35,13 +35,12 @@ from sqlalchemy import Engine, text
 
 from lor.bench.pipeline import (
     RELEASE,
-    SQL_TRACT,
     bench_priors,
     create_bench_run,
     database_env,
-    fabricate_tract,
     write_simulated_catalog,
 )
+from lor.bench.sql_tract import SQL_TRACT, fabricate_tract
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade

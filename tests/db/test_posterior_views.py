@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import Engine, text
 
-from lor.bench.pipeline import SQL_FIRST_ID, SQL_TRACT, fabricate_tract
+from lor.bench.sql_tract import SQL_FIRST_ID, SQL_TRACT, fabricate_tract
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine
 from lor.db.migrate import downgrade, upgrade
