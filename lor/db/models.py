@@ -194,7 +194,8 @@ class Object(Base):
     )
     catalog_id: Mapped[int] = mapped_column(BigInteger, comment="Catalog's object id (objectId).")
     release_id: Mapped[int] = mapped_column(
-        Integer, comment="Release that introduced this object version (FK to releases)."
+        Integer,
+        comment="Release that introduced this object version (a lor.releases id; no foreign key).",
     )
     superseded_release_id: Mapped[int | None] = mapped_column(
         Integer,
@@ -419,7 +420,7 @@ class WorkItem(Base):
         Integer, primary_key=True, comment="Tract (partition key)."
     )
     run_id: Mapped[int] = mapped_column(
-        Integer, primary_key=True, comment="Run (FK to processing_runs)."
+        Integer, primary_key=True, comment="Run (a lor.processing_runs id; no foreign key)."
     )
     object_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, comment="Object version to process."

@@ -39,3 +39,23 @@ def test_methods_are_what_the_check_constraint_accepts(engine: Engine) -> None:
             )
         ).scalar_one()
     assert set(re.findall(r"'([a-z_]+)'", check)) == set(METHODS), check
+
+
+def test_no_column_comment_claims_a_missing_foreign_key(engine: Engine) -> None:
+    """Every column whose comment says "FK to" has a foreign key constraint (0001 claimed
+    two that do not exist; 0012 corrects their comments)."""
+    with engine.connect() as conn:
+        claimed = conn.execute(
+            text(
+                """SELECT c.relname, a.attname,
+                          EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid
+                                  AND k.contype = 'f' AND a.attnum = ANY (k.conkey))
+                   FROM pg_attribute a
+                   JOIN pg_class c ON c.oid = a.attrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'lor' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                     AND a.attnum > 0 AND NOT a.attisdropped
+                     AND col_description(c.oid, a.attnum) LIKE '%FK to%'"""
+            )
+        ).all()
+    assert claimed and all(has_fk for _, _, has_fk in claimed), claimed
