@@ -37,7 +37,17 @@ class Settings(BaseSettings):
     ingest_chunk_rows: int = Field(
         default=250_000, description="Rows per COPY chunk during ingestion.", gt=0
     )
-    db_schema: str = Field(default="lor", description="PostgreSQL schema holding lor's tables.")
+    queue: str = Field(
+        default="lor",
+        description="Celery queue the workers consume and dispatch sends to (workers.app).",
+        min_length=1,
+    )
+    sweep_interval_s: float = Field(
+        default=10.0,
+        description="Seconds between periodic sweeps (Celery beat): requeue dead holders' "
+        "claims, re-send messages lost with a broker restart, close finished runs.",
+        gt=0,
+    )
     compute_threads: int = Field(
         default=1,
         description="Threads per worker process for TensorFlow and BLAS. One: workers scale "

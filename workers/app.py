@@ -10,27 +10,24 @@ sends one sweep too (:mod:`workers.tasks`), so a worker restarted without beat r
 open runs' pending work; and an embedded beat process (``--beat``) that dies is started
 again by :class:`BeatWatchdog`.
 
-Worker knobs (environment): ``LOR_QUEUE`` (queue name, default ``lor``),
-``LOR_SWEEP_INTERVAL_S`` (sweep period, default 10 s: after a broker restart the
-next sweep re-sends the lost messages), ``LOR_PROCESSOR_FACTORY`` (see
-:mod:`lor.pipeline.processing`).
+Worker knobs are settings (:class:`lor.config.Settings`, read here, at the entry point):
+``LOR_QUEUE`` (queue name, default ``lor``) and ``LOR_SWEEP_INTERVAL_S`` (sweep period,
+default 10 s: after a broker restart the next sweep re-sends the lost messages). Processors
+come from the run's registered estimator (:mod:`workers.tasks`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from celery import Celery, bootsteps
 
-from lor.config import get_settings
+from lor.config import Settings, get_settings
 from lor.quiet import quiet_tensorflow_startup
 
 quiet_tensorflow_startup()  # every worker process imports TensorFlow after this
 
-QUEUE_ENV = "LOR_QUEUE"
-SWEEP_ENV = "LOR_SWEEP_INTERVAL_S"
 #: Seconds between the watchdog's checks that the embedded beat process lives.
 BEAT_CHECK_S = 2.0
 
@@ -89,9 +86,11 @@ class BeatWatchdog(bootsteps.StartStopStep):
             self.replacement.stop()
 
 
-def make_app(broker_url: str | None = None) -> Celery:
-    """The lor Celery app for ``broker_url`` (default: the configured broker)."""
-    app = Celery("lor", broker=broker_url or get_settings().broker_url, include=["workers.tasks"])
+def make_app(broker_url: str | None = None, settings: Settings | None = None) -> Celery:
+    """The lor Celery app for ``broker_url`` (default: the settings' broker) and ``settings``
+    (default: this process's)."""
+    settings = settings or get_settings()
+    app = Celery("lor", broker=broker_url or settings.broker_url, include=["workers.tasks"])
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -99,13 +98,13 @@ def make_app(broker_url: str | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_default_queue=os.environ.get(QUEUE_ENV, "lor"),
+        task_default_queue=settings.queue,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         beat_schedule={
             "lor-sweep": {
                 "task": "lor.sweep",
-                "schedule": float(os.environ.get(SWEEP_ENV, "10")),
+                "schedule": settings.sweep_interval_s,
             }
         },
     )

@@ -11,6 +11,11 @@ Each worker process makes its own engine after the fork and checks the schema fi
 beats (:class:`lor.pipeline.heartbeat.Heartbeat`) so its claims come back within seconds if
 it dies. A worker that becomes ready sends one ``lor.sweep``: a worker restarted after a
 crash, with or without beat, re-dispatches the open runs' pending work itself.
+
+Processors come from :data:`PROCESSORS` (the registry's, at most
+:data:`lor.pipeline.processing.MAX_CACHED_PROCESSORS` runs' kept per process); an app
+module that wraps this one may replace its factory with :func:`use_processor_factory`
+before the worker starts (the worker tests inject their deterministic processor so).
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ MAX_MESSAGES_PER_DISPATCH = 10_000
 
 _ENGINES: dict[int, Engine] = {}
 _HEARTBEATS: dict[int, Heartbeat] = {}
+PROCESSORS = processing.Processors()
+"""This process's run processors (a forked child starts its own: the cache keys by pid)."""
+
+
+def use_processor_factory(factory: processing.ProcessorFactory) -> None:
+    """Build runs' processors with ``factory`` instead of the registry (call before work)."""
+    global PROCESSORS
+    PROCESSORS = processing.Processors(factory)
 
 
 def worker_engine() -> Engine:
@@ -121,7 +134,7 @@ def dispatch_run(run_id: int, size: int | None = None) -> int:
 def process_batch(run_id: int, size: int | None = None) -> dict[str, int]:
     """Process one batch of a run (see :func:`lor.pipeline.processing.process_batch`)."""
     engine = worker_engine()
-    counts = processing.process_batch(engine, run_id, size=size)
+    counts = processing.process_batch(engine, run_id, size=size, processors=PROCESSORS)
     if counts.retried:  # items went back to pending: make sure a message comes for them
         process_batch.delay(run_id, size)
     processing.finish_if_done(engine, run_id)  # whoever stores the last batch closes the run

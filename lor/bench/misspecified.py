@@ -30,7 +30,6 @@ import numpy as np
 from sqlalchemy import text
 
 from lor.bench.harness import bench_report
-from lor.bench.pipeline import database_env
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
@@ -141,7 +140,6 @@ def run_variant(
     with (
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(resolve_database_url(), "lor_misspec") as url,
-        database_env(url),
     ):
         engine = make_engine(url)
         upgrade(engine)

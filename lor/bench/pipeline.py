@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,24 +66,6 @@ Echo = Callable[[str], None]
 #: The folder holding the ``lor`` and ``workers`` packages (a checkout or site-packages):
 #: the worker subprocesses run from it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def database_env(url: str) -> Iterator[None]:
-    """Point this process's lor settings at ``url`` (the processor factory reads them)."""
-    from lor.config import get_settings
-
-    old = os.environ.get("LOR_DATABASE_URL")
-    os.environ["LOR_DATABASE_URL"] = url
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("LOR_DATABASE_URL", None)
-        else:
-            os.environ["LOR_DATABASE_URL"] = old
-        get_settings.cache_clear()
 
 
 def write_simulated_catalog(path: Path, n: int, n_tracts: int, seed: int = 1) -> Path:
@@ -164,7 +146,6 @@ class CeleryWorker:
 
     def __init__(self, url: str, broker: str, queue: str, concurrency: int, log: Path) -> None:
         env = dict(os.environ)
-        env.pop("LOR_PROCESSOR_FACTORY", None)
         env.update(
             LOR_DATABASE_URL=url, LOR_BROKER_URL=broker, LOR_QUEUE=queue,
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
@@ -285,7 +266,6 @@ def run_pipeline_benchmark(
         bench_report("pipeline", repeats) as out,
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(server, "lor_bench") as url,
-        database_env(url),
     ):
         engine = make_engine(url)
         upgrade(engine)

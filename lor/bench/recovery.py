@@ -47,7 +47,6 @@ from lor.bench.pipeline import (
     REPO_ROOT,
     bench_priors,
     create_bench_run,
-    database_env,
     write_simulated_catalog,
 )
 from lor.db.admin import temporary_database
@@ -63,7 +62,6 @@ Echo = Callable[[str], None]
 
 def _env(url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("LOR_PROCESSOR_FACTORY", None)
     env.update(
         LOR_DATABASE_URL=url,
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
@@ -395,7 +393,6 @@ def run_recovery_benchmark(
     with (
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(resolve_database_url(), "lor_bench_recovery") as url,
-        database_env(url),
     ):
         engine = make_engine(url)
         upgrade(engine)

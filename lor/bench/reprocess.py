@@ -40,7 +40,6 @@ from lor.bench.pipeline import (
     RELEASE,
     bench_priors,
     create_bench_run,
-    database_env,
     write_simulated_catalog,
 )
 from lor.db.admin import temporary_database
@@ -222,7 +221,6 @@ def run_reprocess_benchmark(
         bench_report("reprocess", repeats) as out,
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(resolve_database_url(), "lor_bench") as url,
-        database_env(url),
     ):
         engine = make_engine(url)
         upgrade(engine)

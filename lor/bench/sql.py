@@ -37,7 +37,6 @@ from lor.bench.pipeline import (
     RELEASE,
     bench_priors,
     create_bench_run,
-    database_env,
     write_simulated_catalog,
 )
 from lor.bench.sql_tract import SQL_TRACT, fabricate_tract
@@ -232,7 +231,6 @@ def run_benchmark(
     with (
         tempfile.TemporaryDirectory() as tmp,
         temporary_database(server, "lor_bench") as url,
-        database_env(url),
     ):
         engine = make_engine(url)
         upgrade(engine)

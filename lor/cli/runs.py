@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from lor.db.run_store import Run
 
 
+def _processors():  # type: ignore[no-untyped-def]
+    """The processors given as the command line's context object (``cli(obj=Processors(f))``,
+    how tests inject a processor factory); None: the registry's."""
+    from lor.pipeline.processing import Processors
+
+    return click.get_current_context().find_object(Processors)
+
+
 def _engine() -> Engine:
     """The configured database, refusing a stale schema."""
     from lor.db.engine import make_engine
@@ -117,7 +125,7 @@ def _dispatch(run_id: int, batch_size: int | None) -> str:
 def process_command(run: str, batch_size: int | None, no_progress: bool) -> None:
     """Process RUN in this process until no work is pending (no broker needed).
 
-    The processor comes from the run's estimator, or from LOR_PROCESSOR_FACTORY=module:callable.
+    The processor comes from the run's registered estimator (reprocess runs: reweighting).
     """
     from lor.pipeline.processing import limit_compute_threads, process_run
     from lor.pipeline.runs import get_run, run_status
@@ -127,7 +135,7 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
     found = get_run(engine, run)
     counts = process_run(
         engine, found.id, size=batch_size, progress=not no_progress,
-        echo=lambda line: click.echo(line, err=True),
+        echo=lambda line: click.echo(line, err=True), processors=_processors(),
     )  # fmt: skip
     status = run_status(engine, found.id)
     click.echo(
@@ -260,7 +268,7 @@ def reprocess_command(parent_run: str, prior: str | None, calibration: str | Non
         click.echo(_dispatch(run.id, batch_size))
         return
     limit_compute_threads()
-    counts = process_run(engine, run.id, progress=not no_progress)
+    counts = process_run(engine, run.id, progress=not no_progress, processors=_processors())
     status = run_status(engine, run.id)
     click.echo(
         f"{_run_line(status.run)}: processed {counts.done}, failed {counts.failed}; "

@@ -40,6 +40,7 @@ from functools import cached_property
 import numpy as np
 import tensorflow as tf
 
+from lor import seeds
 from lor.batching import padded_batches
 from lor.hierarchy.cubature import moment_match
 from lor.inference import prior_density
@@ -174,13 +175,17 @@ def importance_refit(
     rep: PosteriorRepresentation,
     params: np.ndarray,
     log_weight,  # type: ignore[no-untyped-def]  # (N, S, D) samples -> (N, S) log weights
-    seed: int,
+    seed: int | np.ndarray,
     n_draws: int = IS_DRAWS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draws from each stored posterior, importance weights, an EM refit of the weighted draws.
 
-    Returns the refitted rows and each object's effective number of samples (Kish).
+    ``seed``: one integer for the batch, or ``(N,)`` per-object keys (:mod:`lor.seeds`), whose
+    draws (stream :data:`lor.seeds.IMPORTANCE`) do not depend on the other rows. Returns the
+    refitted rows and each object's effective number of samples (Kish).
     """
+    if np.ndim(seed) == 1:
+        seed = seeds.stream_keys(np.asarray(seed, np.uint64), seeds.IMPORTANCE)
     theta = rep.sample(params, n_draws, seed)
     log_w = log_weight(theta)
     log_w = np.where(np.isfinite(log_w), log_w, -np.inf)
@@ -235,10 +240,13 @@ class PosteriorReweighter:
         old_scale: np.ndarray,
         new_zp: np.ndarray,
         new_scale: np.ndarray,
-        seed: int = 0,
+        seed: int | np.ndarray = 0,
         parent_flags: np.ndarray | None = None,
     ) -> InferenceResult:
         """New stored rows, summaries and flags for a batch of stored posteriors.
+
+        ``seed``: ``(N,)`` per-object keys (:func:`lor.seeds.object_keys`), so each row's
+        random draws do not depend on the batch; an integer keys row ``i`` by ``(seed, i)``.
 
         With ``parent_flags`` (the stored posteriors' flags), objects whose calibration did
         not change and whose posterior the cubature rule updated keep the parent's
@@ -248,6 +256,7 @@ class PosteriorReweighter:
         new = post.prepare(flux, flux_err, missing_bits, ebv, new_zp, new_scale)
         parent = np.asarray(parent_params, np.float32)
         n = len(parent)
+        keys = seeds.as_keys(seed, n)
         params = np.full((n, self.rep.floats_per_object), np.nan, np.float32)
         flags = new.flags.copy()
         method = np.full(n, "none", dtype=object)
@@ -265,31 +274,31 @@ class PosteriorReweighter:
             carried[rows[good]] = parent_flags is not None
             rows = rows[~good]
         if len(rows):
-            out, effective = importance_refit(self.rep, parent[rows], self.prior_ratio, seed)
+            out, effective = importance_refit(self.rep, parent[rows], self.prior_ratio, keys[rows])
             good = effective >= IS_EFFECTIVE_MIN
             params[rows[good]] = out[good]
             low[rows[~good]] = True
         method[np.isfinite(params).all(axis=1)] = "reweighted"
         inferred = np.flatnonzero(has & calibrated)
         if len(inferred):
-            params[inferred], weak = self._reinfer(new, inferred, seed)
+            params[inferred], weak = self._reinfer(new, inferred, keys)
             method[inferred] = "amortized"
             low[inferred[weak]] = True
             flags[inferred[weak]] |= Flag.LOW_ESS
 
         redo = np.flatnonzero(low & ~calibrated)
         if len(redo):
-            params[redo], method[redo] = self._fallback(new, redo, seed)
+            params[redo], method[redo] = self._fallback(new, redo, keys)
             flags[redo] |= Flag.LOW_ESS | Flag.FALLBACK
         redo = np.flatnonzero(low & calibrated & has)
         if len(redo) and self.posteriors.fallback_prior is not None:
-            params[redo], method[redo] = self._fallback(new, redo, seed)
+            params[redo], method[redo] = self._fallback(new, redo, keys)
             flags[redo] |= Flag.FALLBACK
         done = np.flatnonzero(np.isfinite(params).all(axis=1))
         summaries: dict[str, np.ndarray] = {}
         chi2 = density = np.full(n, np.nan)
         if len(done):
-            summaries, checks = post.summaries_and_checks(params, new, done, seed, ~carried[done])
+            summaries, checks = post.summaries_and_checks(params, new, done, keys, ~carried[done])
             flags |= checks.flags
             chi2, density = checks.reduced_chi2, checks.input_log_density
         if parent_flags is not None:
@@ -339,30 +348,32 @@ class PosteriorReweighter:
         return emu.fluxes_njy(flat).reshape(n, s, -1)
 
     def _reinfer(
-        self, data: PreparedPhotometry, rows: np.ndarray, seed: int
+        self, data: PreparedPhotometry, rows: np.ndarray, keys: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """A fresh estimator pass on calibrated ``rows``, reweighted from the estimator's
-        training prior to the new prior; also which rows that reweighting left weak."""
+        training prior to the new prior; also which rows that reweighting left weak.
+        ``keys``: the whole batch's per-object keys."""
         fresh = self.posteriors.estimator.posterior_params(data.features(rows))
         out, ess = reweight_by_cubature(self.rep, fresh, self._estimator_ratio)
         weak = ess < CUBATURE_ESS_MIN
         low = np.zeros(len(rows), bool)
         if weak.any():
             out[weak], effective = importance_refit(
-                self.rep, fresh[weak], self._estimator_ratio, seed
+                self.rep, fresh[weak], self._estimator_ratio, keys[rows[weak]]
             )
             low[np.flatnonzero(weak)[effective < IS_EFFECTIVE_MIN]] = True
         return out, low
 
     def _fallback(
-        self, data: PreparedPhotometry, rows: np.ndarray, seed: int
+        self, data: PreparedPhotometry, rows: np.ndarray, keys: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Redo low-ESS objects: MCMC if the run asked for it, else a fresh estimator pass
-        under the new calibration reweighted from the estimator's prior to the new one."""
+        under the new calibration reweighted from the estimator's prior to the new one.
+        ``keys``: the whole batch's per-object keys."""
         post = self.posteriors
         if post.fallback_prior is not None:
             fresh = post.estimator.posterior_params(data.features(rows))
             err = np.where(data.unusable[rows], np.nan, data.err[rows])
-            return post.mcmc(fresh, data.flux[rows], err, seed), np.full(len(rows), "mcmc")
-        out, _ = self._reinfer(data, rows, seed)
+            return post.mcmc(fresh, data.flux[rows], err, keys[rows]), np.full(len(rows), "mcmc")
+        out, _ = self._reinfer(data, rows, keys)
         return out, np.full(len(rows), "reweighted")

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from lor import seeds
 from lor.emulators.protocol import Emulator
 from lor.errors import ConfigError
 from lor.inference.data_model import DataModel
@@ -175,10 +176,19 @@ class PhotometryPosteriors:
         ebv: np.ndarray | None = None,
         zeropoint_offset: np.ndarray | None = None,
         noise_scale: np.ndarray | None = None,
-        seed: int = 0,
+        seed: int | np.ndarray = 0,
+        exact_fit: bool = False,
     ) -> InferenceResult:
+        """Posteriors, summaries and flags of a batch of catalog photometry.
+
+        ``seed``: ``(N,)`` uint64 per-object keys (:func:`lor.seeds.object_keys`), so every
+        output of a row is independent of the batch it came in; or an integer, which keys
+        row ``i`` by ``(seed, i)``. ``exact_fit``: compute every object's fit statistic to
+        its minimum instead of stopping once it passes (see :meth:`_reduced_chi2`).
+        """
         data = self.prepare(flux, flux_err, missing_bits, ebv, zeropoint_offset, noise_scale)
         n = len(data.flux)
+        keys = seeds.as_keys(seed, n)
         flags = data.flags.copy()
         params = np.full((n, self.rep.floats_per_object), np.nan, np.float32)
         summaries: dict[str, np.ndarray] = {}
@@ -187,7 +197,9 @@ class PhotometryPosteriors:
         rows = np.flatnonzero(data.usable_rows)
         if len(rows):
             params[rows] = self.estimator.posterior_params(data.features(rows))
-            summaries, checks = self.summaries_and_checks(params, data, rows, seed)
+            summaries, checks = self.summaries_and_checks(
+                params, data, rows, keys, exact_fit=exact_fit
+            )
             flags |= checks.flags
             chi2, density = checks.reduced_chi2, checks.input_log_density
         method = np.where(data.usable_rows, "amortized", "none").astype(object)
@@ -198,7 +210,7 @@ class PhotometryPosteriors:
                     params[redo],
                     data.flux[redo],
                     np.where(data.unusable[redo], np.nan, data.err[redo]),
-                    seed,
+                    keys[redo],
                 )
                 params[redo] = new
                 s = self.summaries(new)
@@ -213,17 +225,22 @@ class PhotometryPosteriors:
         params: np.ndarray,
         data: PreparedPhotometry,
         rows: np.ndarray,
-        seed: int,
+        seed: int | np.ndarray,
         check_data: np.ndarray | None = None,
+        exact_fit: bool = False,
     ) -> tuple[dict[str, np.ndarray], PosteriorChecks]:
         """Summary columns (NaN outside ``rows``) and the posterior checks of ``params[rows]``
         against the prepared photometry: prior edge, posterior-predictive fit, input density.
+
+        ``seed`` keys the fit check's draws: per-object keys over all ``len(data.flux)``
+        rows, or an integer (see :meth:`infer`).
 
         ``check_data`` (bool over ``rows``, default all) picks the rows whose fit and input
         density are checked; the others' are left to the caller (a reprocess run carries
         them over from the parent posterior when the likelihood did not change).
         """
         n = len(data.flux)
+        keys = seeds.as_keys(seed, n)
         p = params[rows]
         s = self.summaries(p)
         summaries = {k: np.full(n, np.nan) for k in s}
@@ -233,8 +250,9 @@ class PhotometryPosteriors:
         checks.flags[rows] |= self._edge_flags(p)
         if check_data is not None:
             rows, p = rows[check_data], p[check_data]
+        stop = np.inf if exact_fit else self._chi2_threshold
         chi2 = self._reduced_chi2(
-            p, data.flux[rows], data.err[rows], data.unusable[rows], seed, self._chi2_threshold
+            p, data.flux[rows], data.err[rows], data.unusable[rows], keys[rows], stop
         )
         checks.reduced_chi2[rows] = chi2
         checks.flags[rows[chi2 > self._chi2_threshold]] |= Flag.POOR_FIT
@@ -246,8 +264,14 @@ class PhotometryPosteriors:
             checks.flags[complete[dens < self._density_threshold]] |= Flag.INPUT_OOD
         return summaries, checks
 
-    def mcmc(self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, seed: int) -> np.ndarray:
-        """Posteriors by MCMC (emulator likelihood x prior), compressed to the stored form."""
+    def mcmc(
+        self, params: np.ndarray, flux: np.ndarray, err: np.ndarray, seed: int | np.ndarray
+    ) -> np.ndarray:
+        """Posteriors by MCMC (emulator likelihood x prior), compressed to the stored form.
+
+        With per-object keys as ``seed`` every object's walkers start and move on its own
+        streams (:data:`lor.seeds.MCMC_START`, :data:`lor.seeds.MCMC_STEPS`).
+        """
         from lor.inference.mcmc import mcmc_posterior_samples
 
         samples, _ = mcmc_posterior_samples(
@@ -303,7 +327,7 @@ class PhotometryPosteriors:
         flux: np.ndarray,
         err: np.ndarray,
         unusable: np.ndarray,
-        seed: int,
+        keys: np.ndarray,
         threshold: float = np.inf,
     ) -> np.ndarray:
         """Posterior-predictive fit: the smallest chi-square per usable band over a few points
@@ -317,6 +341,7 @@ class PhotometryPosteriors:
         third of the emulator calls; the draws are made only for objects still open then.
         Objects that pass report the first fitting value, so the exact minimum for every
         object needs ``threshold=inf`` (as when thresholds are set on held-out simulations).
+        The draws come from each object's own stream (``keys``, :data:`lor.seeds.FIT_CHECK`).
         """
         centres = self.rep.candidates(params)
         n_used = np.maximum((~unusable).sum(axis=1), 1)
@@ -327,7 +352,8 @@ class PhotometryPosteriors:
             if not len(open_rows):
                 break
             if stage is None:
-                points = self.rep.sample(params[open_rows], CHI2_DRAWS, seed)
+                draw_keys = seeds.stream_keys(keys[open_rows], seeds.FIT_CHECK)
+                points = self.rep.sample(params[open_rows], CHI2_DRAWS, draw_keys)
             else:
                 points = centres[open_rows, stage]
             n, m, d = points.shape
@@ -354,14 +380,10 @@ def flag_thresholds(
 ) -> dict[str, float]:
     """Poor-fit and prior-edge thresholds that flag ``1 - quantile`` of in-distribution objects.
 
-    The fit statistic must be the exact minimum for every object here, so the engine's own
-    threshold (which lets passing objects stop early) is lifted for this call.
+    The fit statistic must be the exact minimum for every object here, so passing objects
+    do not stop early (``exact_fit``).
     """
-    saved, engine._chi2_threshold = engine._chi2_threshold, np.inf
-    try:
-        result = engine.infer(flux, err)
-    finally:
-        engine._chi2_threshold = saved
+    result = engine.infer(flux, err, exact_fit=True)
     rows = np.isfinite(result.reduced_chi2)
     return {
         "chi2_threshold": float(np.quantile(result.reduced_chi2[rows], quantile)),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 import numpy as np
 import tensorflow as tf
 
+from lor import seeds
 from lor.errors import LorError
 
 if TYPE_CHECKING:
@@ -222,6 +223,10 @@ class EnsembleSampler:
         The move strategy; :class:`StretchMove` with ``a=2`` by default, like emcee.
     seed
         Integer or a pair of integers; with the same seed and inputs runs are bit-identical.
+    keys
+        Per-object keys ``(N,)`` uint64 (:mod:`lor.seeds`), replacing ``seed``: ensemble
+        ``n`` then draws from its own stream (:func:`lor.seeds.tf_uniforms`), so its chain
+        does not depend on which other objects are advanced with it.
     dtype
         Float type of positions and densities. float64 by default: long chains accumulate
         acceptance decisions on density *differences*, where float32 loses resolution.
@@ -239,6 +244,7 @@ class EnsembleSampler:
         move: RedBlueMove | None = None,
         seed: int | tuple[int, int] = 0,
         *,
+        keys: np.ndarray | None = None,
         dtype: tf.DType = tf.float64,
         chunk_size: int = 50,
         jit_compile: bool = True,
@@ -251,6 +257,7 @@ class EnsembleSampler:
         self.chunk_size = int(chunk_size)
         pair = (seed, 0) if np.ndim(seed) == 0 else tuple(seed)  # type: ignore[arg-type]
         self._seed = tf.constant(pair, dtype=tf.int64)
+        self._keys = None if keys is None else tf.constant(np.asarray(keys, np.uint64))
         # ThreeFry is ~3x faster than Philox under XLA on CPU; TF's own kernels only do Philox.
         self._alg = "threefry" if jit_compile else "philox"
         self._advance = tf.function(self._advance_impl, jit_compile=jit_compile)
@@ -331,6 +338,9 @@ class EnsembleSampler:
         shape = (2 + self.move.n_uniforms, *lp.shape)
 
         def uniforms(i: tf.Tensor) -> tf.Tensor:
+            if self._keys is not None:  # step i: draws i*S*W .. (i+1)*S*W - 1 of each stream
+                per_step = tf.constant(shape[0] * shape[2], tf.int64)
+                return seeds.tf_uniforms(self._keys, i * per_step, shape, lp.dtype)
             seed = tf.random.experimental.stateless_fold_in(self._seed, i)
             return tf.random.stateless_uniform(shape, seed, dtype=lp.dtype, alg=self._alg)
 
@@ -432,20 +442,30 @@ def mcmc_posterior_samples(
     n_burn: int = 1000,
     n_steps: int = 1000,
     thin: int = 10,
-    seed: int = 0,
+    seed: int | np.ndarray = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MCMC (emulator likelihood x prior) started from the amortized posterior's samples.
 
     The processor's fallback for objects the estimator cannot handle, and the reference the
-    benches and validation compare the estimator against. Returns pooled samples (N, S, D)
-    and the per-object acceptance fraction.
+    benches and validation compare the estimator against. ``seed``: an integer, or ``(N,)``
+    per-object keys (:mod:`lor.seeds`; the processors' fallback), with which each object's
+    start and moves come from its own streams, independent of the other objects. Returns
+    pooled samples (N, S, D) and the per-object acceptance fraction.
     """
     from lor.inference.likelihood import PhotometricPosterior
 
     usable = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
     target = PhotometricPosterior(emulator, prior, flux, flux_err, usable)
-    start = rep.sample(params, n_walkers, seed, np.float64)
+    if np.ndim(seed) == 1:
+        keys = np.asarray(seed, np.uint64)
+        start = rep.sample(params, n_walkers, seeds.stream_keys(keys, seeds.MCMC_START))
+        sampler = EnsembleSampler(target, keys=seeds.stream_keys(keys, seeds.MCMC_STEPS))
+    else:
+        start = rep.sample(params, n_walkers, int(seed))
+        sampler = EnsembleSampler(target, seed=int(seed))
     margin = 1e-6 * (emulator.box_hi - emulator.box_lo)
-    start = np.clip(start, emulator.box_lo + margin, emulator.box_hi - margin)
-    result = EnsembleSampler(target, seed=seed).run(start, n_burn, n_steps, thin)
+    start = np.clip(
+        np.asarray(start, np.float64), emulator.box_lo + margin, emulator.box_hi - margin
+    )
+    result = sampler.run(start, n_burn, n_steps, thin)
     return result.samples, result.acceptance_fraction

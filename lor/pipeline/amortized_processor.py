@@ -20,7 +20,6 @@ import numpy as np
 from sqlalchemy import Connection, select
 
 from lor.db.calibration_store import survey_terms, terms_by_tract
-from lor.db.engine import make_engine
 from lor.db.model_store import model_version
 from lor.db.models import PriorVersion
 from lor.db.run_store import Run
@@ -31,6 +30,7 @@ from lor.inference.flags import Flag
 from lor.inference.model_error import DEFAULT_FLOOR_MAG, ModelError
 from lor.inference.registry import load_estimator
 from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
+from lor.seeds import object_keys
 
 if TYPE_CHECKING:
     from lor.inference.estimator import AmortizedEstimator
@@ -41,15 +41,21 @@ CalibrationTerms = dict[int, tuple[np.ndarray, np.ndarray]]
 
 
 class AmortizedProcessor:
+    """Infers one run's posteriors. Every random draw of an object is keyed by the run id
+    and the object's id (:func:`lor.seeds.object_keys`), so what is stored for an object
+    does not depend on the batch it was processed in."""
+
     def __init__(
         self,
         engine_posteriors: PhotometryPosteriors,
         calibration: CalibrationTerms | None,
         sed_offset: np.ndarray | None = None,
+        run_id: int = 0,
     ) -> None:
         self.posteriors = engine_posteriors
         self.calibration = calibration
         self.sed_offset = sed_offset
+        self.run_id = run_id
         self.rep = engine_posteriors.rep
 
     def process(self, batch: ObjectBatch) -> PosteriorBatch:
@@ -61,8 +67,9 @@ class AmortizedProcessor:
                 self.calibration, batch.tract_id, b, self.sed_offset
             )
             extra[~covered] |= Flag.UNCALIBRATED_TRACT
+        keys = object_keys(self.run_id, batch.object_id)
         result = self.posteriors.infer(
-            batch.flux, batch.flux_err, batch.missing_mask, batch.ebv, zp, scale, seed=int(n)
+            batch.flux, batch.flux_err, batch.missing_mask, batch.ebv, zp, scale, seed=keys
         )
         return PosteriorBatch(
             params=result.params,
@@ -74,24 +81,18 @@ class AmortizedProcessor:
         )
 
 
-def amortized_processor(run: Run) -> AmortizedProcessor:
-    """Processor factory registered for the ``npe_mlp`` estimator family."""
-    engine = make_engine()
-    try:
-        with engine.connect() as conn:
-            estimator, emulator = load_run_models(conn, run)
-            prior = (
-                load_prior(conn, run.prior_version_id) if run.config.get("mcmc_fallback") else None
-            )
-            calibration = run_calibration(conn, run.calibration_version_id, estimator.band_names)
-            model_error, sed_offset = run_model_error(conn, run.calibration_version_id, emulator)
-    finally:
-        engine.dispose()
+def amortized_processor(conn: Connection, run: Run) -> AmortizedProcessor:
+    """Processor factory registered for the ``npe_mlp`` estimator family (reads through
+    ``conn``; see :data:`lor.pipeline.processing.ProcessorFactory`)."""
+    estimator, emulator = load_run_models(conn, run)
+    prior = load_prior(conn, run.prior_version_id) if run.config.get("mcmc_fallback") else None
+    calibration = run_calibration(conn, run.calibration_version_id, estimator.band_names)
+    model_error, sed_offset = run_model_error(conn, run.calibration_version_id, emulator)
     posteriors = PhotometryPosteriors(
         estimator, emulator, fallback_prior=prior, model_error=model_error
     )
     posteriors.warm_up()
-    return AmortizedProcessor(posteriors, calibration, sed_offset)
+    return AmortizedProcessor(posteriors, calibration, sed_offset, run.id)
 
 
 def load_run_models(conn: Connection, run: Run) -> tuple[AmortizedEstimator, Any]:
@@ -187,7 +188,11 @@ def calibration_arrays(
     band offsets, which are not calibration.
     """
     n = len(tract_id)
-    zp, scale, covered = np.zeros((n, n_bands)), np.ones((n, n_bands)), np.zeros(n, bool)
+    zp, scale, covered = (
+        np.zeros((n, n_bands)),
+        np.ones((n, n_bands)),
+        np.zeros(n, bool),
+    )
     if sed_offset is not None:
         zp[:] = sed_offset
     if not terms:

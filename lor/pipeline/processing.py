@@ -15,9 +15,11 @@ Fault handling, so one bad object or one lost worker never stalls a run:
   returns its claims seconds later (or when their lease ends, for a holder that never beat);
 - a dropped database connection is retried (:func:`_retrying`); completion is idempotent.
 
-``LOR_PROCESSOR_FACTORY=module:callable`` (environment) replaces the registry: the callable
-gets the :class:`~lor.db.run_store.Run` and returns a processor. Tests and Celery workers use
-it to inject a processor; it is read whenever a process first builds the run's processor.
+Nothing here reads the environment: the engine and the processors come from the caller.
+A :class:`Processors` cache builds each run's processor once per process with a
+:data:`ProcessorFactory` (default :func:`load_processor`, the registry) and keeps the most
+recently used few; tests pass their own factory (``Processors(factory)``) to
+:func:`process_batch` / :func:`process_run`, or a ready processor.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ import importlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from tqdm.auto import tqdm
 
@@ -52,9 +56,8 @@ from lor.posteriors.base import SUMMARY_COLUMNS
 
 log = logging.getLogger(__name__)
 
-PROCESSOR_FACTORY_ENV = "LOR_PROCESSOR_FACTORY"
-#: Estimator families that can process a run: family name -> "module:callable" (callable of a
-#: Run, returning a Processor). Imported only when a run needs it. The amortized estimator
+#: Estimator families that can process a run: family name -> "module:callable" (a
+#: :data:`ProcessorFactory`). Imported only when a run needs it. The amortized estimator
 #: registers here.
 ESTIMATOR_PROCESSORS: Mapping[str, str] = {
     "npe_mlp": "lor.pipeline.amortized_processor:amortized_processor"
@@ -63,6 +66,10 @@ ESTIMATOR_PROCESSORS: Mapping[str, str] = {
 REPROCESS_PROCESSOR = "lor.pipeline.reprocess_processor:reprocess_processor"
 #: Database retries after a dropped connection, with exponential backoff from 0.1 s.
 DB_RETRIES = 6
+#: Run processors a process keeps (least recently used dropped first). Each holds its run's
+#: models (a few MB of weights plus compiled functions, ~100 MB resident for the shipped
+#: estimator and emulator); a worker serving open runs in turn keeps the ones it is using.
+MAX_CACHED_PROCESSORS = 4
 
 T = TypeVar("T")
 
@@ -165,6 +172,11 @@ class PriorReweightingProcessor(Processor, Protocol):
         ...
 
 
+ProcessorFactory = Callable[[Connection, Run], Processor]
+"""Builds a run's processor, reading what it needs (models, priors, calibrations) through
+the connection it is given; it never opens its own."""
+
+
 @dataclass
 class BatchCounts:
     """What processing did: items claimed, stored done, sent back to pending, failed."""
@@ -188,7 +200,7 @@ def default_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _import(path: str) -> Callable[[Run], Processor]:
+def _import(path: str) -> ProcessorFactory:
     module, _, attr = path.partition(":")
     if not module or not attr:
         raise ConfigError(
@@ -224,22 +236,19 @@ def limit_compute_threads() -> None:
             log.info("TensorFlow already initialised; its thread pools stay as they are")
 
 
-def load_processor(run: Run) -> Processor:
-    """Build the processor a run's pinned versions call for (see module docstring).
+def load_processor(conn: Connection, run: Run) -> Processor:
+    """Build the processor a run's pinned versions call for, from the registry
+    (:data:`ESTIMATOR_PROCESSORS`); the default :data:`ProcessorFactory`.
 
     A reprocess run reweights stored posteriors instead of inferring them, whatever its
     estimator family, so its kind decides before the family does.
     """
-    override = os.environ.get(PROCESSOR_FACTORY_ENV)
-    if override:
-        return _import(override)(run)
     if run.kind == "reprocess":
-        return _import(REPROCESS_PROCESSOR)(run)
+        return _import(REPROCESS_PROCESSOR)(conn, run)
     if run.estimator_version_id is None:
         raise NoProcessorError(
             f"no estimator registered for this run: run {run.name} (id {run.id}) pins no "
-            f"estimator version; register one and create a run with --estimator, or set "
-            f"{PROCESSOR_FACTORY_ENV}=module:callable"
+            f"estimator version; register one and create a run with --estimator"
         )
     path = ESTIMATOR_PROCESSORS.get(run.estimator_family or "")
     if path is None:
@@ -248,26 +257,70 @@ def load_processor(run: Run) -> Processor:
             f"{run.estimator_family!r} (version id {run.estimator_version_id}) has no "
             f"processor; known families: {sorted(ESTIMATOR_PROCESSORS)}"
         )
-    return _import(path)(run)
+    return _import(path)(conn, run)
 
 
-# Per-process cache: models load once per worker process. Keyed by pid too, so a forked child
-# never reuses its parent's (TensorFlow is not fork-safe).
-_CACHE: dict[tuple[int, int], tuple[Run, Processor]] = {}
+class Processors:
+    """A process's run processors: each built once with ``factory``, at most ``maxsize`` kept.
+
+    Models load once per process, not per batch; the least recently used run's processor
+    is dropped when a new run's would exceed ``maxsize``, so a long-lived worker serving
+    run after run holds a bounded amount of memory. A forked child never reuses its
+    parent's processors (TensorFlow is not fork-safe): the cache empties on a pid change.
+    """
+
+    def __init__(
+        self, factory: ProcessorFactory = load_processor, maxsize: int = MAX_CACHED_PROCESSORS
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, not {maxsize}")
+        self.factory, self.maxsize = factory, maxsize
+        self._built: OrderedDict[int, tuple[Run, Processor]] = OrderedDict()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def get(self, engine: Engine, run_id: int) -> tuple[Run, Processor]:
+        """The run and its processor, built on first use in this process."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._built.clear()
+                self._pid = os.getpid()
+            if run_id in self._built:
+                self._built.move_to_end(run_id)
+                return self._built[run_id]
+            limit_compute_threads()
+
+            def build() -> tuple[Run, Processor]:
+                with engine.connect() as conn:
+                    run = store.get_run(conn, run_id)
+                    return run, self.factory(conn, run)
+
+            self._built[run_id] = built = _retrying(build, "processor load")
+            while len(self._built) > self.maxsize:
+                dropped, _ = self._built.popitem(last=False)
+                log.info("run %s: processor dropped from the cache (least recently used)", dropped)
+            return built
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._built.clear()
+
+
+_DEFAULT = Processors()
+"""The registry's processors, for callers that pass none (the CLI, the benches)."""
 
 
 def run_processor(engine: Engine, run_id: int) -> tuple[Run, Processor]:
-    """The run and its processor, built on first use in this process."""
-    key = (os.getpid(), run_id)
-    if key not in _CACHE:
-        limit_compute_threads()
-        run = _retrying(lambda: _get_run(engine, run_id))
-        _CACHE[key] = (run, load_processor(run))
-    return _CACHE[key]
+    """The run and its registry-built processor (cached in this process)."""
+    return _DEFAULT.get(engine, run_id)
 
 
 def clear_processor_cache() -> None:
-    _CACHE.clear()
+    """Drop the registry-built processors of this process."""
+    _DEFAULT.clear()
 
 
 def _get_run(engine: Engine, run_id: int) -> Run:
@@ -371,10 +424,10 @@ class _Computed:
 
 
 def _run_and_processor(
-    engine: Engine, run_id: int, processor: Processor | None
+    engine: Engine, run_id: int, processor: Processor | None, processors: Processors | None
 ) -> tuple[Run, Processor]:
     if processor is None:
-        return run_processor(engine, run_id)
+        return (_DEFAULT if processors is None else processors).get(engine, run_id)
     return _retrying(lambda: _get_run(engine, run_id)), processor
 
 
@@ -434,14 +487,16 @@ def process_batch(
     worker: str | None = None,
     size: int | None = None,
     processor: Processor | None = None,
+    processors: Processors | None = None,
 ) -> BatchCounts:
     """Claim one batch of a run, process it and store the posteriors; returns the counts.
 
-    ``size`` and the lease come from the run's config unless given; ``processor`` replaces
-    the run's own (built once per process by :func:`load_processor`).
+    ``size`` and the lease come from the run's config unless given. The run's processor
+    comes from ``processors`` (default: the registry's, built once per process), unless
+    ``processor`` is given.
     """
     worker = worker or default_worker()
-    run, own = _run_and_processor(engine, run_id, processor)
+    run, own = _run_and_processor(engine, run_id, processor, processors)
     if run.config.get("prior_chunk_objects"):  # one range of a prior-only reprocess run
         from lor.pipeline.prior_chunks import process_chunks
 
@@ -522,6 +577,7 @@ def process_run(
     processor: Processor | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
+    processors: Processors | None = None,
 ) -> BatchCounts:
     """Process a run in this process until no pending work is left (the embedded default).
 
@@ -533,10 +589,11 @@ def process_run(
     and says so through ``echo`` (default: the log), naming each holder and its heartbeat:
     a dead holder's items come back within ``LOR_DEAD_AFTER_S`` and are processed here; a
     live one's are done by it. The run is marked complete when nothing remains. This process
-    beats (:class:`~lor.pipeline.heartbeat.Heartbeat`) while it runs.
+    beats (:class:`~lor.pipeline.heartbeat.Heartbeat`) while it runs. ``processor`` and
+    ``processors`` as in :func:`process_batch`.
     """
     worker = worker or default_worker()
-    run, own = _run_and_processor(engine, run_id, processor)
+    run, own = _run_and_processor(engine, run_id, processor, processors)
     if run.config.get("prior_chunk_objects"):  # set-based: no work items, no claims to beat for
         from lor.pipeline.prior_chunks import process_chunks
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from lor.db.engine import make_engine
 from lor.db.run_store import Run, get_run
 from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
@@ -35,6 +34,7 @@ from lor.pipeline.amortized_processor import (
     run_model_error,
 )
 from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
+from lor.seeds import object_keys
 
 
 class ReprocessProcessor:
@@ -48,8 +48,10 @@ class ReprocessProcessor:
         new_terms: CalibrationTerms | None,
         old_sed: np.ndarray | None = None,
         new_sed: np.ndarray | None = None,
+        run_id: int = 0,
     ) -> None:
         self.reweighter = reweighter
+        self.run_id = run_id
         self.rep = representation
         self.old_terms = old_terms
         self.new_terms = new_terms
@@ -67,7 +69,8 @@ class ReprocessProcessor:
         )
         result = self.reweighter.reweight(
             batch.parent_params, batch.flux, batch.flux_err, batch.missing_mask, batch.ebv,
-            old_zp, old_scale, new_zp, new_scale, seed=_seed(batch),
+            old_zp, old_scale, new_zp, new_scale,
+            seed=object_keys(self.run_id, batch.object_id),
             parent_flags=batch.parent_ood_flags,
         )  # fmt: skip
         extra = np.zeros(len(batch), np.int32)
@@ -99,35 +102,30 @@ class ReprocessProcessor:
         ), redo
 
 
-def reprocess_processor(run: Run) -> ReprocessProcessor:
-    """Processor factory of reprocess runs (see the module docstring)."""
+def reprocess_processor(conn: Connection, run: Run) -> ReprocessProcessor:
+    """Processor factory of reprocess runs (see the module docstring); reads through ``conn``."""
     from lor.hierarchy.reweight import PosteriorReweighter
 
     if run.parent_run_id is None:
         raise NoProcessorError(f"reprocess run {run.name} (id {run.id}) names no parent run")
-    engine = make_engine()
-    try:
-        with engine.connect() as conn:
-            parent = get_run(conn, run.parent_run_id)
-            estimator, emulator = load_run_models(conn, run)
-            # Step 1 posteriors are under the estimator's training prior, whatever prior the
-            # run pinned (it only steers the MCMC fallback); reprocessed ones under theirs.
-            old_prior = (
-                load_prior(conn, parent.prior_version_id)
-                if parent.kind == "reprocess"
-                else estimator_prior(estimator.spec)
-            )
-            new_prior = load_prior(conn, run.prior_version_id)
-            draws = int(run.config.get("marginalize_hyperparameters") or 0)
-            if draws:
-                new_prior = marginal_prior(conn, run.prior_version_id, new_prior, draws)
-            bands = list(estimator.band_names)
-            old_terms = run_calibration(conn, parent.calibration_version_id, bands)
-            new_terms = run_calibration(conn, run.calibration_version_id, bands)
-            old_error, old_sed = run_model_error(conn, parent.calibration_version_id, emulator)
-            new_error, new_sed = run_model_error(conn, run.calibration_version_id, emulator)
-    finally:
-        engine.dispose()
+    parent = get_run(conn, run.parent_run_id)
+    estimator, emulator = load_run_models(conn, run)
+    # Step 1 posteriors are under the estimator's training prior, whatever prior the run
+    # pinned (it only steers the MCMC fallback); reprocessed ones under theirs.
+    old_prior = (
+        load_prior(conn, parent.prior_version_id)
+        if parent.kind == "reprocess"
+        else estimator_prior(estimator.spec)
+    )
+    new_prior = load_prior(conn, run.prior_version_id)
+    draws = int(run.config.get("marginalize_hyperparameters") or 0)
+    if draws:
+        new_prior = marginal_prior(conn, run.prior_version_id, new_prior, draws)
+    bands = list(estimator.band_names)
+    old_terms = run_calibration(conn, parent.calibration_version_id, bands)
+    new_terms = run_calibration(conn, run.calibration_version_id, bands)
+    old_error, old_sed = run_model_error(conn, parent.calibration_version_id, emulator)
+    new_error, new_sed = run_model_error(conn, run.calibration_version_id, emulator)
     fallback = new_prior if run.config.get("mcmc_fallback") else None  # low-ESS objects: MCMC
     posteriors = PhotometryPosteriors(
         estimator, emulator, fallback_prior=fallback, model_error=new_error
@@ -138,7 +136,9 @@ def reprocess_processor(run: Run) -> ReprocessProcessor:
         posteriors, old_prior, new_prior, estimator_prior(estimator.spec), changed
     )
     reweighter.warm_up()
-    return ReprocessProcessor(reweighter, posteriors.rep, old_terms, new_terms, old_sed, new_sed)
+    return ReprocessProcessor(
+        reweighter, posteriors.rep, old_terms, new_terms, old_sed, new_sed, run.id
+    )
 
 
 def marginal_prior(
@@ -153,8 +153,3 @@ def marginal_prior(
     except ConfigError as exc:
         raise NoProcessorError(str(exc)) from exc
     return hyperparameter_mixture(prior, free, covariance, draws, seed=int(prior_version_id or 0))
-
-
-def _seed(batch: ObjectBatch) -> int:
-    """A seed fixed by the batch's first object, so redoing a batch redraws the same samples."""
-    return int(batch.object_id[0].int % 2**31) if len(batch) else 0

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 
 @pytest.fixture
-def example_run(lor_env: str, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
+def example_run(lor_env: str, engine: Engine) -> Iterator[tuple]:
     """The shipped example catalog processed by the shipped models: ``(run, model ids)``.
 
     Runs the real amortized processor (no test factory), and leaves no processor cached.
@@ -20,7 +20,6 @@ def example_run(lor_env: str, engine: Engine, monkeypatch: pytest.MonkeyPatch) -
     from lor.pipeline.ingest import ingest_catalog
     from lor.pipeline.runs import create_run
 
-    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
     processing.clear_processor_cache()
     ids = register_shipped_models(engine)
     ingest_catalog(engine, EXAMPLE_CATALOG, "ex", progress=False)

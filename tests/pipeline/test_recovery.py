@@ -134,9 +134,8 @@ def test_lor_process_killed_then_rerun_completes_without_waiting_for_the_lease(
     ingest_synthetic(engine, tmp_path, n)
     run = create_run(engine, "DR1", config={"batch_size": 20}).run  # lease: the default 600 s
     env = dict(os.environ, LOR_DATABASE_URL=lor_env, PYTHONPATH=str(REPO_ROOT),
-               LOR_PROCESSOR_FACTORY="tests.workers.processors:flux_processor",
                LOR_TEST_PROCESSOR_DELAY_S="0.3")  # fmt: skip
-    argv = [sys.executable, "-m", "lor.cli.main", "process", str(run.id), "--no-progress"]
+    argv = [sys.executable, "-m", "tests.workers.cli", "process", str(run.id), "--no-progress"]
     first = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL)
     wait_for(lambda: 40 <= exactly_once(engine, run.id)["done"], 60, "some work to be done")
     first.kill()

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from lor.cli.main import cli
 from lor.db import run_store as store
@@ -26,6 +26,7 @@ from lor.pipeline import processing
 from lor.pipeline.processing import (
     ObjectBatch,
     PosteriorBatch,
+    Processors,
     claim_objects,
     clear_processor_cache,
     load_processor,
@@ -56,8 +57,8 @@ class ShiftProcessor:
         )
 
 
-def shift_processor(run: Run) -> ShiftProcessor:
-    """``LOR_PROCESSOR_FACTORY`` entry point (CLI test)."""
+def shift_processor(conn: Connection, run: Run) -> ShiftProcessor:
+    """Processor factory injected into ``lor reprocess`` (CLI test)."""
     assert run.kind == "reprocess"
     return ShiftProcessor()
 
@@ -250,34 +251,28 @@ def test_reprocess_needs_a_finished_parent_and_gets_its_processor(
         create_reprocess_run(engine, run.id, prior_version=ids["p2"])
     process_run(engine, run.id, processor=FluxProcessor(), progress=False)
     new = create_reprocess_run(engine, run.id, prior_version=ids["p2"]).run
-    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
     monkeypatch.setattr(
         processing, "REPROCESS_PROCESSOR", "tests.pipeline.test_reprocess:shift_processor"
     )
-    assert isinstance(load_processor(new), ShiftProcessor)  # chosen by kind, not estimator
-    with pytest.raises(processing.NoProcessorError):
-        load_processor(run)
+    with engine.connect() as conn:
+        assert isinstance(load_processor(conn, new), ShiftProcessor)  # by kind, not estimator
+        with pytest.raises(processing.NoProcessorError):
+            load_processor(conn, run)
 
 
-def test_reprocess_command(
-    lor_env: str, engine: Engine, parent: dict[str, Any], monkeypatch
-) -> None:
-    monkeypatch.setenv(
-        processing.PROCESSOR_FACTORY_ENV, "tests.pipeline.test_reprocess:shift_processor"
-    )
-    clear_processor_cache()
+def test_reprocess_command(lor_env: str, engine: Engine, parent: dict[str, Any]) -> None:
     runner = CliRunner()
     n = _objects_in(engine, [parent["c"]])
     done = runner.invoke(
-        cli, ["reprocess", "parent", "--calibration", "c2", "--batch-size", "3", "--no-progress"]
-    )
+        cli, ["reprocess", "parent", "--calibration", "c2", "--batch-size", "3", "--no-progress"],
+        obj=Processors(shift_processor),
+    )  # fmt: skip
     assert done.exit_code == 0, done.output
     assert f"reprocessing run {parent['run'].id}" in done.output
     assert f"calibration changed; queued {n} objects in 1 affected tracts" in done.output
     assert f"processed {n}, failed 0; pending 0, claimed 0, done {n}, failed 0" in done.output
     nothing = runner.invoke(cli, ["reprocess", "parent"])
     assert nothing.exit_code == 2 and "nothing to reprocess" in nothing.output
-    clear_processor_cache()
 
 
 def _example_subset(tmp_path: Path, n: int) -> Path:
@@ -289,7 +284,7 @@ def _example_subset(tmp_path: Path, n: int) -> Path:
 
 
 def test_real_reweighting_of_a_few_example_objects(
-    lor_env: str, engine: Engine, tmp_path: Path, monkeypatch
+    lor_env: str, engine: Engine, tmp_path: Path
 ) -> None:
     """Shipped models, interim prior -> a new mass function and a new calibration in one tract."""
     from lor.db.model_store import register_prior_version
@@ -297,7 +292,6 @@ def test_real_reweighting_of_a_few_example_objects(
     from lor.pipeline.demo import register_shipped_models
     from lor.pipeline.ingest import ingest_catalog
 
-    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
     clear_processor_cache()
     ids = register_shipped_models(engine)
     ingested = ingest_catalog(engine, _example_subset(tmp_path, 24), "ex", progress=False)
@@ -440,7 +434,7 @@ def test_a_failing_range_is_retried_then_failed(engine: Engine, parent: dict[str
 
 
 def test_prior_ranges_store_what_work_items_store(
-    lor_env: str, engine: Engine, tmp_path: Path, monkeypatch
+    lor_env: str, engine: Engine, tmp_path: Path
 ) -> None:
     """Shipped models: a prior change through ranges and through work items, same rows."""
     from lor.db.model_store import register_prior_version
@@ -449,7 +443,6 @@ def test_prior_ranges_store_what_work_items_store(
     from lor.pipeline.demo import register_shipped_models
     from lor.pipeline.ingest import ingest_catalog
 
-    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
     clear_processor_cache()
     ids = register_shipped_models(engine)
     ingest_catalog(engine, _example_subset(tmp_path, 40), "ex", progress=False)

@@ -22,6 +22,7 @@ from lor.pipeline import processing
 from lor.pipeline.ingest import ingest_catalog
 from lor.pipeline.processing import (
     NoProcessorError,
+    Processors,
     claim_objects,
     load_processor,
     posterior_rows,
@@ -31,7 +32,7 @@ from lor.pipeline.processing import (
 from lor.pipeline.runs import create_run, extend_run, get_run, run_status
 from lor.version import code_version
 from tests.pipeline.catalog_files import write_catalog
-from tests.workers.processors import FLAG_MISSING, FluxProcessor, expected_params
+from tests.workers.processors import FLAG_MISSING, FluxProcessor, expected_params, flux_processor
 from tests.workers.support import exactly_once, ingest_synthetic
 
 
@@ -136,21 +137,48 @@ def test_versions_default_to_latest_and_bundles_are_separate(engine, tmp_path: P
 def test_load_processor_needs_an_estimator(engine, tmp_path: Path, monkeypatch) -> None:
     ingest_synthetic(engine, tmp_path, 10)
     bare = create_run(engine, "DR1").run
-    monkeypatch.delenv(processing.PROCESSOR_FACTORY_ENV, raising=False)
-    with pytest.raises(NoProcessorError, match="no estimator registered for this run"):
-        load_processor(bare)
+    with engine.connect() as conn:
+        with pytest.raises(NoProcessorError, match="no estimator registered for this run"):
+            load_processor(conn, bare)
     with pytest.raises(NoProcessorError):  # nothing claimed when there is no processor
-        process_batch(engine, bare.id)
+        process_batch(engine, bare.id, processors=Processors())
     assert run_status(engine, bare.id).counts["pending"] == 10
     ids = _insert_versions(engine)
     pinned = create_run(engine, "DR1", estimator=ids["estimator"]).run
-    with pytest.raises(NoProcessorError, match="estimator family 'test-family'"):
-        load_processor(pinned)
-    monkeypatch.setenv(processing.PROCESSOR_FACTORY_ENV, "tests.workers.processors:flux_processor")
-    assert isinstance(load_processor(pinned), FluxProcessor)
-    monkeypatch.setenv(processing.PROCESSOR_FACTORY_ENV, "tests.workers.processors:nope")
-    with pytest.raises(ConfigError, match="cannot import processor factory"):
-        load_processor(pinned)
+    with engine.connect() as conn:
+        with pytest.raises(NoProcessorError, match="estimator family 'test-family'"):
+            load_processor(conn, pinned)
+        registry = {"test-family": "tests.workers.processors:flux_processor"}
+        monkeypatch.setattr(processing, "ESTIMATOR_PROCESSORS", registry)
+        assert isinstance(load_processor(conn, pinned), FluxProcessor)
+        monkeypatch.setattr(processing, "ESTIMATOR_PROCESSORS", {"test-family": "tests.x:nope"})
+        with pytest.raises(ConfigError, match="cannot import processor factory"):
+            load_processor(conn, pinned)
+    injected = Processors(flux_processor)  # a factory passed in, not the registry
+    assert process_batch(engine, pinned.id, processors=injected).done == 10
+    assert len(injected) == 1
+
+
+def test_processor_cache_is_bounded_and_least_recently_used(engine, tmp_path: Path) -> None:
+    ingest_synthetic(engine, tmp_path, 5)
+    runs = [create_run(engine, "DR1").run.id for _ in range(3)]
+    built: list[int] = []
+
+    def factory(conn, run):  # type: ignore[no-untyped-def]
+        built.append(run.id)
+        return FluxProcessor()
+
+    cache = Processors(factory, maxsize=2)
+    first = cache.get(engine, runs[0])[1]
+    cache.get(engine, runs[1])
+    assert cache.get(engine, runs[0])[1] is first  # a hit: not built again, now most recent
+    cache.get(engine, runs[2])  # over the bound: drops runs[1], the least recently used
+    assert len(cache) == 2 and built == [runs[0], runs[1], runs[2]]
+    assert cache.get(engine, runs[0])[1] is first
+    cache.get(engine, runs[1])
+    assert built == [runs[0], runs[1], runs[2], runs[1]]
+    with pytest.raises(ValueError, match="maxsize"):
+        Processors(factory, maxsize=0)
 
 
 def test_later_release_queues_only_new_and_changed(engine, tmp_path: Path) -> None:

@@ -9,18 +9,18 @@ from click.testing import CliRunner
 
 from lor.cli.main import cli
 from lor.db.engine import make_engine
-from lor.pipeline.processing import PROCESSOR_FACTORY_ENV, clear_processor_cache
+from lor.pipeline.processing import Processors, clear_processor_cache
+from tests.workers.processors import flux_processor
 from tests.workers.support import exactly_once, ingest_synthetic
 
 
-def test_run_commands(lor_env: str, engine, tmp_path: Path, monkeypatch) -> None:
+def test_run_commands(lor_env: str, engine, tmp_path: Path) -> None:
     ingest_synthetic(engine, tmp_path, 120)
     runner = CliRunner()
     created = runner.invoke(cli, ["run", "create", "--release", "DR1", "--batch-size", "50"])
     assert created.exit_code == 0, created.output
     assert "run 1 (run-1) release DR1" in created.output and "queued 120 objects" in created.output
 
-    monkeypatch.delenv(PROCESSOR_FACTORY_ENV, raising=False)
     clear_processor_cache()
     refused = runner.invoke(cli, ["process", "run-1", "--no-progress"])
     assert refused.exit_code == 2 and "no estimator registered for this run" in refused.output
@@ -28,9 +28,9 @@ def test_run_commands(lor_env: str, engine, tmp_path: Path, monkeypatch) -> None
     status = json.loads(runner.invoke(cli, ["status", "1", "--json"]).output)
     assert status["counts"]["pending"] == 120 and status["eta_s"] is None
 
-    monkeypatch.setenv(PROCESSOR_FACTORY_ENV, "tests.workers.processors:flux_processor")
-    clear_processor_cache()
-    done = runner.invoke(cli, ["process", "run-1", "--no-progress"])
+    injected = Processors(flux_processor)
+    done = runner.invoke(cli, ["process", "run-1", "--no-progress"], obj=injected)
+    assert len(injected) == 1  # the injected factory built the run's processor
     assert done.exit_code == 0, done.output
     assert "processed 120, failed 0" in done.output and "complete" in done.output
     text_status = runner.invoke(cli, ["status", "run-1"])

@@ -1,8 +1,7 @@
 """Real Celery worker processes for the worker tests, each on a private queue.
 
-Workers run ``python -m celery -A workers.app worker`` in subprocesses against the session's
-test database, with the deterministic test processor injected through
-``LOR_PROCESSOR_FACTORY``. Each test gets a private ``redis-server`` (no persistence) as its
+Workers run ``python -m celery -A tests.workers.celery_app worker`` (the worker app with the
+deterministic test processor injected) in subprocesses against the session's test database. Each test gets a private ``redis-server`` (no persistence) as its
 broker and its own queue name, so tests never see each other's messages and leave nothing
 behind in the shared Redis; the RabbitMQ test uses the local RabbitMQ with its own queue.
 """
@@ -65,7 +64,7 @@ class Workers:
             env["LOR_DATABASE_URL"] = database_url
         log = self.logs / f"{name}.log"
         argv = [
-            sys.executable, "-m", "celery", "-A", "workers.app", "worker",
+            sys.executable, "-m", "celery", "-A", "tests.workers.celery_app", "worker",
             f"--pool={pool}", "--concurrency=1", "--loglevel=INFO",
             f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -131,7 +130,6 @@ def workers(lor_env: str, engine, redis_server: RedisServer, tmp_path: Path) -> 
         LOR_DATABASE_URL=lor_env,
         LOR_BROKER_URL=redis_server.url,
         LOR_QUEUE=f"lor-test-{uuid.uuid4().hex[:10]}",
-        LOR_PROCESSOR_FACTORY="tests.workers.processors:flux_processor",
         LOR_TEST_PROCESSOR_DELAY_S="0.2",
         LOR_SWEEP_INTERVAL_S="1",
         PYTHONPATH=str(REPO_ROOT),

@@ -1,7 +1,7 @@
 """Deterministic test processors (the real estimator is not needed to test the machinery).
 
-``flux_processor`` is what worker processes load through ``LOR_PROCESSOR_FACTORY``:
-``LOR_PROCESSOR_FACTORY=tests.workers.processors:flux_processor``; it sleeps
+``flux_processor`` is the processor factory the tests inject into worker processes
+(:mod:`tests.workers.celery_app`) and ``lor process`` (:mod:`tests.workers.cli`); it sleeps
 ``LOR_TEST_PROCESSOR_DELAY_S`` seconds per batch, so a test can kill a worker mid-batch.
 """
 
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 
 import numpy as np
+from sqlalchemy import Connection
 
 from lor.db.run_store import Run
 from lor.pipeline.processing import ObjectBatch, PosteriorBatch
@@ -69,6 +70,6 @@ def expected_params(flux: np.ndarray, flux_err: np.ndarray, tract_id: int) -> np
     )
 
 
-def flux_processor(run: Run) -> FluxProcessor:
-    """``LOR_PROCESSOR_FACTORY`` entry point for worker processes."""
+def flux_processor(conn: Connection, run: Run) -> FluxProcessor:
+    """Processor factory (:data:`lor.pipeline.processing.ProcessorFactory`) for test processes."""
     return FluxProcessor(delay_s=float(os.environ.get("LOR_TEST_PROCESSOR_DELAY_S", "0")))
