@@ -133,8 +133,14 @@ class PosteriorRepresentation(Protocol):
         """Log density at ``theta`` of shape ``(N, D)`` or ``(N, M, D)``; returns ``(N[, M])``."""
 
     @abstractmethod
-    def sample(self, params: np.ndarray, n: int, seed: int | None = None) -> np.ndarray:
-        """Draw ``n`` samples per object: ``(N, n, D)`` float64, reproducible for a seed."""
+    def sample(
+        self, params: np.ndarray, n: int, seed: int | np.ndarray | None = None
+    ) -> np.ndarray:
+        """Draw ``n`` samples per object: ``(N, n, D)`` float64, reproducible for a seed.
+
+        ``seed`` may be ``(N,)`` uint64 per-object keys (:mod:`lor.seeds`): each object's
+        draws then come from its own stream, whatever the other rows (the processing path
+        passes these, so stored results do not depend on batching)."""
 
     @abstractmethod
     def sample_at(self, params: np.ndarray, points: np.ndarray, n_dims: int) -> np.ndarray:
