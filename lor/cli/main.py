@@ -327,6 +327,19 @@ def bench_prior(draws: int, repeats: int) -> None:
     click.echo(json.dumps(run_prior_benchmark(draws, repeats), default=float))
 
 
+@bench.command("sps-flexibility")
+@click.option("--objects", type=int, default=100, show_default=True, help="Per variant.")
+@click.option("--variant", "variants", multiple=True, help="Run only these (default: all).")
+def bench_sps_flexibility(objects: int, variants: tuple[str, ...]) -> None:
+    """Model misfit on the suite's catalogs with and without each SPS departure."""
+    from lor.bench.sps_flexibility import run_sps_flexibility_benchmark
+
+    figures = run_sps_flexibility_benchmark(
+        objects, list(variants) or None, echo=lambda m: click.echo(m, err=True)
+    )
+    click.echo(json.dumps(figures, default=float))
+
+
 @bench.command("posteriors")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timing repeats (>= 3).")
 def bench_posteriors(repeats: int) -> None:
