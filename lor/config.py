@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         default=Path.home() / ".lor",
         description="Directory for the embedded database, downloaded-free caches and reports.",
     )
+    model_store: Path | None = Field(
+        default=None,
+        description="Content-addressed store of model artifacts (one folder per spec "
+        "sha256, what lor.model_versions points to). Unset: LOR_HOME/models.",
+    )
     broker_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         description="Celery broker (Redis by default; amqp://guest:guest@127.0.0.1:5672// works).",
@@ -66,6 +71,11 @@ class Settings(BaseSettings):
         "at the next sweep, not when their lease (600 s) ends. Keep it several heartbeats.",
         gt=0,
     )
+
+    @property
+    def model_store_dir(self) -> Path:
+        """Where registered artifacts live: ``model_store``, else ``home/models``."""
+        return self.model_store if self.model_store is not None else self.home / "models"
 
 
 def load_yaml_config(cls: type[T], path: Path) -> T:

@@ -22,6 +22,24 @@ SERVER_URL = os.environ.get(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A throwaway model store for the session (``LOR_MODEL_STORE``, inherited by worker
+    subprocesses): registering artifacts must not write into the user's ``LOR_HOME``."""
+    from lor.config import get_settings
+
+    root = tmp_path_factory.mktemp("model_store")
+    before = os.environ.get("LOR_MODEL_STORE")
+    os.environ["LOR_MODEL_STORE"] = str(root)
+    get_settings.cache_clear()
+    yield root
+    if before is None:
+        os.environ.pop("LOR_MODEL_STORE", None)
+    else:
+        os.environ["LOR_MODEL_STORE"] = before
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     return SERVER_URL

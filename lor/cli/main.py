@@ -15,6 +15,7 @@ import click
 from sqlalchemy import Engine
 
 from lor.cli import runs, science, serve
+from lor.cli.models import models_group
 from lor.errors import LorError
 from lor.quiet import quiet_tensorflow_startup
 
@@ -358,6 +359,7 @@ for command in (
     runs.status_command,
     serve.serve_command,
     serve.truth_command,
+    models_group,
 ):
     cli.add_command(command)
 runs.register(cli, bench)  # export and bench pipeline/recovery

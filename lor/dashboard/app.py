@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DBAPIError
 
 from lor.config import get_settings
@@ -34,7 +34,7 @@ from lor.errors import ConfigError, NotFoundError
 from lor.pipeline.runs import run_status
 
 STATIC = Path(__file__).parent / "static"
-READER_ROLE = "lor_reader"
+READER_ROLE = board.READER_ROLE
 #: matplotlib's object API is thread-safe per figure; one lock keeps its font cache calm.
 _DRAW = threading.Lock()
 
@@ -49,14 +49,11 @@ def reader_engine(url: str | None = None) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _read_only(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-        with dbapi_conn.cursor() as cur:
-            cur.execute(f"SET ROLE {READER_ROLE}")
-            cur.execute("SET default_transaction_read_only = on")
-        dbapi_conn.commit()
+        board.become_reader(dbapi_conn)
 
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            board.ping(conn)
     except DBAPIError as exc:
         engine.dispose()
         raise ConfigError(
@@ -109,14 +106,7 @@ def create_app(engine: Engine) -> FastAPI:
                  "alive": h.heartbeat_age_s is not None and h.heartbeat_age_s <= dead_after}
                 for h in worker_store.holders(conn, run_id)
             ]  # fmt: skip
-            truth = conn.execute(
-                text(
-                    """SELECT count(*) FROM lor.posteriors p
-                       JOIN lor.objects o ON o.tract_id = p.tract_id AND o.object_id = p.object_id
-                       JOIN lor.truth t ON t.catalog_id = o.catalog_id WHERE p.run_id = :r"""
-                ),
-                {"r": run_id},
-            ).scalar_one()
+            truth = board.truth_count(conn, run_id)
             return {"holders": holders, "failures": board.failures(conn, run_id),
                     "with_truth": truth}  # fmt: skip
 

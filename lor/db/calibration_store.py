@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from lor.db.models import CalibrationSurveyTerm, CalibrationTerm, CalibrationVersion
+
+if TYPE_CHECKING:
+    from lor.inference.model_error import ModelError
 
 
 def create_calibration_version(
@@ -105,3 +108,49 @@ def survey_terms(
         if band in index:
             sed[index[band]], floor[index[band]] = offset, value
     return sed, floor
+
+
+#: ``{tract: (zeropoint offsets (B,), noise scales (B,))}`` of one calibration version.
+CalibrationTerms = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+class CalibrationManager:
+    """Calibration versions: store them, and read back what a run's likelihood needs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, conn: Connection, name: str, terms: Any, method: str,
+               provenance: dict[str, Any], parent_id: int | None = None,
+               survey_terms: Any = None) -> int:  # fmt: skip
+        """Store a version (see :func:`create_calibration_version` for the term layout)."""
+        return create_calibration_version(
+            conn, name, terms, method, provenance, parent_id, survey_terms
+        )
+
+    def terms(
+        self, conn: Connection, calibration_version_id: int | None, bands: Sequence[str]
+    ) -> CalibrationTerms | None:
+        """A version's per-tract terms in ``bands`` order; None when none is pinned."""
+        if calibration_version_id is None:
+            return None
+        return terms_by_tract(conn, calibration_version_id, bands)
+
+    def model_error(
+        self, conn: Connection, calibration_version_id: int | None, emulator: Any
+    ) -> tuple[ModelError, np.ndarray | None]:
+        """The model error a run's likelihood carries -- the emulator's measured error plus
+        the version's fitted floors (the default floor without them) -- and the version's
+        survey-wide SED offsets (None without them)."""
+        from lor.inference.model_error import DEFAULT_FLOOR_MAG, ModelError
+
+        bands = list(emulator.band_names)
+        stored = None if calibration_version_id is None else survey_terms(
+            conn, calibration_version_id, bands
+        )  # fmt: skip
+        if stored is None:
+            return ModelError.for_emulator(emulator), None
+        sed, floor = stored  # a band the version has no floor for keeps the default
+        return ModelError.for_emulator(
+            emulator, np.where(np.isfinite(floor), floor, DEFAULT_FLOOR_MAG)
+        ), sed

@@ -15,6 +15,35 @@ from lor.errors import NotFoundError
 
 #: OOD flag bits (lor.inference.flags.Flag) the dashboard reports, lowest first.
 N_FLAG_BITS = 9
+#: The role every dashboard connection switches to (granted SELECT only, by migration 0001).
+READER_ROLE = "lor_reader"
+
+
+def become_reader(dbapi_conn: Any) -> None:
+    """On a new DBAPI connection: act as :data:`READER_ROLE`, in read-only transactions."""
+    with dbapi_conn.cursor() as cur:
+        cur.execute(f"SET ROLE {READER_ROLE}")
+        cur.execute("SET default_transaction_read_only = on")
+    dbapi_conn.commit()
+
+
+def ping(conn: Connection) -> None:
+    """One round trip (raises the driver's error when the connection cannot be used)."""
+    conn.execute(text("SELECT 1"))
+
+
+def truth_count(conn: Connection, run_id: int) -> int:
+    """Objects of a run with a posterior and a known redshift in ``lor.truth``."""
+    return int(
+        conn.execute(
+            text(
+                """SELECT count(*) FROM lor.posteriors p
+                   JOIN lor.objects o ON o.tract_id = p.tract_id AND o.object_id = p.object_id
+                   JOIN lor.truth t ON t.catalog_id = o.catalog_id WHERE p.run_id = :r"""
+            ),
+            {"r": run_id},
+        ).scalar_one()
+    )
 
 
 def runs(conn: Connection) -> list[dict[str, Any]]:
@@ -158,7 +187,7 @@ def truth_comparison(conn: Connection, run_id: int, limit: int = 20_000) -> dict
     """Posterior median, 16/84% quantiles, PIT = CDF(z_true) and flags of objects with truth."""
     rows = conn.execute(
         text(
-            """SELECT t.redshift, p.z_q50, p.z_q16, p.z_q84, lor.pz_cdf(p.params, t.redshift),
+            """SELECT t.redshift, p.z_q50, p.z_q16, p.z_q84, lor.pz_cdf(p, t.redshift),
                       p.ood_flags
                FROM lor.posteriors p
                JOIN lor.objects o ON o.tract_id = p.tract_id AND o.object_id = p.object_id

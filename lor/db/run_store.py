@@ -245,6 +245,11 @@ def bundle_runs(conn: Connection, run: Run) -> list[int]:
     )
 
 
+def lock_enqueue(conn: Connection) -> None:
+    """Serialize enqueues: "already scheduled in another run" must see committed work."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lor.enqueue'))"))
+
+
 def enqueue_objects(
     conn: Connection,
     run_id: int,

@@ -7,37 +7,23 @@ not cover are processed uncalibrated and flagged. With ``mcmc_fallback: true`` i
 config, objects flagged out of distribution, at a prior edge or poorly fit are redone by MCMC
 under the run's prior and stored with method ``mcmc`` and the FALLBACK flag.
 
-The loading helpers (:func:`load_run_models`, :func:`load_prior`, :func:`calibration_arrays`)
-are shared with the reprocess processor (:mod:`lor.pipeline.reprocess_processor`).
+Models, priors and calibration terms come from the database façade
+(:class:`lor.db.registry.Registry`); :func:`calibration_arrays` is shared with the reprocess
+processor (:mod:`lor.pipeline.reprocess_processor`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from lor.db.calibration_store import survey_terms, terms_by_tract
-from lor.db.model_store import model_version
-from lor.db.models import PriorVersion
+from lor.db.calibration_store import CalibrationTerms
+from lor.db.registry import Registry
 from lor.db.run_store import Run
-from lor.emulators.registry import load_emulator
-from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
-from lor.inference.model_error import DEFAULT_FLOOR_MAG, ModelError
-from lor.inference.registry import load_estimator
-from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
+from lor.pipeline.processing import ObjectBatch, PosteriorBatch
 from lor.seeds import object_keys
-
-if TYPE_CHECKING:
-    from lor.inference.estimator import AmortizedEstimator
-    from lor.inference.prior import PopulationPrior
-
-#: ``{tract: (zeropoint offsets (B,), noise scales (B,))}`` of one calibration version.
-CalibrationTerms = dict[int, tuple[np.ndarray, np.ndarray]]
 
 
 class AmortizedProcessor:
@@ -84,95 +70,24 @@ class AmortizedProcessor:
 def amortized_processor(conn: Connection, run: Run) -> AmortizedProcessor:
     """Processor factory registered for the ``npe_mlp`` estimator family (reads through
     ``conn``; see :data:`lor.pipeline.processing.ProcessorFactory`)."""
-    estimator, emulator = load_run_models(conn, run)
-    prior = load_prior(conn, run.prior_version_id) if run.config.get("mcmc_fallback") else None
-    calibration = run_calibration(conn, run.calibration_version_id, estimator.band_names)
-    model_error, sed_offset = run_model_error(conn, run.calibration_version_id, emulator)
+    registry = Registry(conn.engine)
+    estimator, emulator = registry.models.run_models(conn, run)
+    prior = (
+        registry.priors.load(conn, run.prior_version_id)
+        if run.config.get("mcmc_fallback")
+        else None
+    )
+    calibration = registry.calibrations.terms(
+        conn, run.calibration_version_id, estimator.band_names
+    )
+    model_error, sed_offset = registry.calibrations.model_error(
+        conn, run.calibration_version_id, emulator
+    )
     posteriors = PhotometryPosteriors(
         estimator, emulator, fallback_prior=prior, model_error=model_error
     )
     posteriors.warm_up()
     return AmortizedProcessor(posteriors, calibration, sed_offset, run.id)
-
-
-def load_run_models(conn: Connection, run: Run) -> tuple[AmortizedEstimator, Any]:
-    """The run's estimator and emulator, each loaded only after its artifact's sha256 verifies.
-
-    Both are required: the estimator makes posteriors, the emulator checks their fit.
-    """
-    if run.estimator_version_id is None:
-        raise NoProcessorError(f"run {run.name} (id {run.id}) pins no estimator version")
-    est_row = model_version(conn, run.estimator_version_id)
-    estimator = load_estimator(Path(est_row.artifact_uri), est_row.artifact_sha256)
-    if run.emulator_version_id is None:
-        raise NoProcessorError(f"run {run.name} pins no emulator: the OOD fit check needs one")
-    emu_row = model_version(conn, run.emulator_version_id)
-    emulator = load_emulator(Path(emu_row.artifact_uri), emu_row.artifact_sha256)
-    return estimator, emulator
-
-
-def load_prior(conn: Connection, prior_version_id: int | None) -> PopulationPrior:
-    """The population prior of a stored version -- its family, version, hyperparameters,
-    selection and box (kept in the provenance) -- or the interim prior when none is pinned."""
-    from lor.inference.prior import PopulationPrior
-    from lor.inference.prior_registry import prior_from_record
-
-    if prior_version_id is None:
-        return PopulationPrior()
-    columns = (PriorVersion.family, PriorVersion.family_version, PriorVersion.hyperparameters,
-               PriorVersion.selection, PriorVersion.provenance)  # fmt: skip
-    row = conn.execute(select(*columns).where(PriorVersion.id == prior_version_id)).one()
-    return prior_from_record({
-        "family": row.family, "family_version": row.family_version,
-        "hyperparameters": row.hyperparameters, "selection": row.selection,
-        "box": (row.provenance or {}).get("box"),
-    })  # fmt: skip
-
-
-def fitted_uncertainty(
-    conn: Connection, prior_version_id: int | None
-) -> tuple[list[str], np.ndarray]:
-    """The free hyperparameters of a prior version fitted by ``lor calibrate`` and their
-    covariance, as its provenance records them; refused for versions made any other way."""
-    provenance = (
-        conn.execute(
-            select(PriorVersion.provenance).where(PriorVersion.id == prior_version_id)
-        ).scalar_one_or_none()
-        or {}
-    )
-    if "free" not in provenance or "covariance" not in provenance:
-        raise ConfigError(
-            f"prior version {prior_version_id} carries no fitted uncertainty (free "
-            "hyperparameters and covariance from `lor calibrate`) to marginalize over"
-        )
-    return list(provenance["free"]), np.asarray(provenance["covariance"], np.float64)
-
-
-def run_calibration(
-    conn: Connection, calibration_version_id: int | None, bands: list[str]
-) -> CalibrationTerms | None:
-    """A calibration version's terms in ``bands`` order, read once; None when none is pinned."""
-    if calibration_version_id is None:
-        return None
-    return terms_by_tract(conn, calibration_version_id, bands)
-
-
-def run_model_error(
-    conn: Connection, calibration_version_id: int | None, emulator: Any
-) -> tuple[ModelError, np.ndarray | None]:
-    """The model error a run's likelihood carries -- the emulator's measured error plus the
-    calibration version's fitted floors (the default floor without them) -- and the
-    version's survey-wide SED offsets (None without them)."""
-    bands = list(emulator.band_names)
-    stored = None if calibration_version_id is None else survey_terms(
-        conn, calibration_version_id, bands
-    )  # fmt: skip
-    if stored is None:
-        return ModelError.for_emulator(emulator), None
-    sed, floor = stored  # a band the version has no floor for keeps the default
-    return ModelError.for_emulator(
-        emulator, np.where(np.isfinite(floor), floor, DEFAULT_FLOOR_MAG)
-    ), sed
 
 
 def calibration_arrays(
@@ -188,11 +103,7 @@ def calibration_arrays(
     band offsets, which are not calibration.
     """
     n = len(tract_id)
-    zp, scale, covered = (
-        np.zeros((n, n_bands)),
-        np.ones((n, n_bands)),
-        np.zeros(n, bool),
-    )
+    zp, scale, covered = np.zeros((n, n_bands)), np.ones((n, n_bands)), np.zeros(n, bool)
     if sed_offset is not None:
         zp[:] = sed_offset
     if not terms:

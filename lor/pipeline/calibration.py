@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from lor.db.calibration_store import create_calibration_version, terms_by_tract
-from lor.db.model_store import register_prior_version
+from lor.db.registry import Registry
 from lor.db.run_store import Run
 from lor.errors import ConfigError
 from lor.hierarchy.calibrate import (
@@ -27,7 +26,6 @@ from lor.inference.data_model import DataModel
 from lor.inference.flags import Flag
 from lor.inference.model_error import ModelError
 from lor.inference.prior import PopulationPrior
-from lor.pipeline.amortized_processor import load_prior, load_run_models
 from lor.pipeline.runs import get_run
 from lor.version import code_version
 
@@ -38,20 +36,6 @@ CALIBRATION_EXCLUDES = Flag.BAD_INPUT | Flag.MISSING_BANDS | Flag.NO_POSTERIOR |
 population the model was trained on (stars, AGN and artefacts in real catalogs), which no
 offset should chase. POOR_FIT is kept: a miscalibrated band is what makes bright galaxies
 fit poorly, so leaving them out would hide the very offsets being fitted."""
-
-
-def stored_params(engine: Engine, run_id: int, tracts: list[int] | None = None) -> np.ndarray:
-    """The run's stored posterior parameters (rows with params), optionally of some tracts."""
-    sql = "SELECT params FROM lor.run_posteriors(:r) WHERE params IS NOT NULL"
-    args: dict[str, Any] = {"r": run_id}
-    if tracts:
-        sql += " AND tract_id = ANY(:t)"
-        args["t"] = list(tracts)
-    with engine.connect() as conn:
-        rows = conn.execute(text(sql), args).scalars().all()
-    if not rows:  # reshape(0, -1) cannot infer the width
-        return np.empty((0, 0), np.float32)
-    return np.asarray(rows, np.float32).reshape(len(rows), -1)
 
 
 def calibrate_run(
@@ -67,13 +51,14 @@ def calibrate_run(
     from lor.inference.amortized import PhotometryPosteriors
 
     found = get_run(engine, run)
-    reference = _stored_prior(engine, found)  # every check before the models load
-    check_free_hyperparameters(free, reference)
-    params = stored_params(engine, found.id, tracts)
-    if not len(params):
-        raise ConfigError(f"run {found.name} has no stored posteriors to calibrate on")
-    with engine.connect() as conn:
-        estimator, emulator = load_run_models(conn, found)
+    registry = Registry(engine)
+    with engine.connect() as conn:  # every check before the models load
+        reference = registry.priors.load(conn, found.prior_version_id)
+        check_free_hyperparameters(free, reference)
+        params = registry.posteriors.params(conn, found.id, tracts)
+        if not len(params):
+            raise ConfigError(f"run {found.name} has no stored posteriors to calibrate on")
+        estimator, emulator = registry.models.run_models(conn, found)
     fit = fit_hyperparameters(
         PhotometryPosteriors(estimator, emulator), params, free, reference, n_samples, seed=seed
     )
@@ -82,7 +67,7 @@ def calibrate_run(
         "fitted_on_run": found.id, "tracts": tracts or "all", "code_version": code_version(),
     }  # fmt: skip
     with engine.begin() as conn:
-        prior_id = register_prior_version(
+        prior_id = registry.priors.register(
             conn, name or f"{found.name}-calibrated-prior", record, METHOD, provenance,
             parent_id=found.prior_version_id,
         )  # fmt: skip
@@ -95,18 +80,8 @@ def run_photometry(
     """``{tract: (flux, flux_err)}`` (N, B) nJy of the run's objects usable for calibration:
     every band measured, Galactic extinction undone, not flagged as the model's outliers
     (:data:`CALIBRATION_EXCLUDES`)."""
-    sql = (
-        "SELECT p.tract_id, o.flux, o.flux_err, coalesce(o.ebv, 'NaN') "
-        "FROM lor.run_posteriors(:r) p JOIN lor.objects o "
-        "ON o.tract_id = p.tract_id AND o.object_id = p.object_id "
-        "WHERE p.ood_flags & :excluded = 0 AND o.missing_mask = 0"
-    )
-    args: dict[str, Any] = {"r": run_id, "excluded": int(CALIBRATION_EXCLUDES)}
-    if tracts:
-        sql += " AND p.tract_id = ANY(:t)"
-        args["t"] = list(tracts)
     with engine.connect() as conn:
-        rows = conn.execute(text(sql), args).all()
+        rows = Registry(engine).posteriors.photometry(conn, run_id, CALIBRATION_EXCLUDES, tracts)
     if not rows:
         return {}
     tract = np.array([r[0] for r in rows])
@@ -140,13 +115,11 @@ def calibrate_zeropoints(
     deviations would be noise) and listed in the provenance; they get the survey terms.
     """
     found = get_run(engine, run)
+    registry = Registry(engine)
     with engine.connect() as conn:
-        _, emulator = load_run_models(conn, found)
+        _, emulator = registry.models.run_models(conn, found)
         bands = list(emulator.band_names)
-        parent = (
-            terms_by_tract(conn, found.calibration_version_id, bands)
-            if found.calibration_version_id is not None else {}
-        )  # fmt: skip
+        parent = registry.calibrations.terms(conn, found.calibration_version_id, bands) or {}
     reference_band = reference_band or str(prior.selection["band"])
     if reference_band not in bands:  # before minutes of simulation, not after
         raise ConfigError(f"reference band {reference_band!r} is not one of the bands {bands}")
@@ -174,7 +147,7 @@ def calibrate_zeropoints(
         "skipped_tracts": {str(t): len(v[0]) for t, v in photometry.items() if t not in usable},
     }  # fmt: skip
     with engine.begin() as conn:
-        version = create_calibration_version(
+        version = registry.calibrations.create(
             conn, name or f"{found.name}-calibration",
             {f.tract_id: f.as_terms() for f in fit.tracts}, ZEROPOINT_METHOD, provenance,
             parent_id=found.calibration_version_id, survey_terms=fit.survey_terms(),
@@ -258,4 +231,4 @@ def calibrate(
 
 def _stored_prior(engine: Engine, run: Run) -> PopulationPrior:
     with engine.connect() as conn:
-        return load_prior(conn, run.prior_version_id)
+        return Registry(engine).priors.load(conn, run.prior_version_id)

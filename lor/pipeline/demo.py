@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import Engine
 
 from lor.config import get_settings
 from lor.db.engine import make_engine
 from lor.db.migrate import upgrade
+from lor.db.registry import Registry
 from lor.pipeline.example_catalog import EXAMPLE_CATALOG, EXAMPLE_TRUTH
 from lor.pipeline.ingest import ingest_catalog
 from lor.pipeline.truth import ingest_truth
@@ -26,33 +27,24 @@ DEMO_RELEASE = "example-DR1"
 INTERIM_PRIOR_NAME = "interim-population-v1"
 DEMO_RUN = "example-demo"
 
-PROBABILITY_QUERY = """
-SELECT o.catalog_id, p.z_q50, lor.pz_prob(p.params, 0.8, 1.0) AS p_08_10
-FROM lor.posteriors p JOIN lor.objects o USING (tract_id, object_id)
-WHERE p.run_id = :run AND p.tract_id = :tract
-  AND p.ood_flags = 0 AND lor.pz_prob(p.params, 0.8, 1.0) > 0.9
-ORDER BY p_08_10 DESC"""
+#: The demo's SQL question: P(0.8 < z < 1.0) > 0.9 in the busiest tract.
+Z1, Z2, P_MIN = 0.8, 1.0, 0.9
 
 
-def register_shipped_models(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """Model versions for the shipped artifacts and the interim prior (idempotent)."""
-    from lor.db.model_store import register_prior_version
-    from lor.emulators.registry import SHIPPED_DIR as EMU_DIR
-    from lor.emulators.registry import SHIPPED_EMULATOR, register_emulator
+def register_shipped_models(engine: Engine, registry: Registry | None = None) -> dict[str, int]:
+    """Model versions for the shipped artifacts (copied into the model store) and the
+    interim prior (idempotent); what ``lor models register --shipped`` does."""
+    from lor.db.model_store import shipped_artifacts
     from lor.inference.prior_registry import estimator_prior
-    from lor.inference.registry import SHIPPED_DIR, SHIPPED_ESTIMATOR, register_estimator
 
-    ids = {
-        "emulator": register_emulator(engine, EMU_DIR / SHIPPED_EMULATOR[0], SHIPPED_EMULATOR[1]),
-        "estimator": register_estimator(
-            engine, SHIPPED_DIR / SHIPPED_ESTIMATOR[0], SHIPPED_ESTIMATOR[1]
-        ),
-    }
+    registry = registry or Registry(engine)
+    ids = registry.models.register_shipped()
     # The interim prior is the one the shipped estimator was trained under (its spec says
     # which family and hyperparameters): Step 1 posteriors are under it.
-    spec = json.loads((SHIPPED_DIR / SHIPPED_ESTIMATOR[0] / "spec.json").read_text())
+    folder, _ = shipped_artifacts()["estimator"]
+    spec = json.loads((folder / "spec.json").read_text())
     with engine.begin() as conn:
-        ids["prior"] = register_prior_version(
+        ids["prior"] = registry.priors.register(
             conn,
             INTERIM_PRIOR_NAME,
             estimator_prior(spec).as_record(),
@@ -98,39 +90,25 @@ def run_demo(out: Path | None = None, echo: Callable[[str], None] = print) -> di
         run = queued.run
         echo(f"run {run.name} (id {run.id}): {queued.enqueued} objects queued")
     counts = process_run(engine, run.id)
+    posteriors = Registry(engine).posteriors
     with engine.connect() as conn:
-        stored = conn.execute(
-            text("SELECT count(*) FROM lor.posteriors WHERE run_id = :r"), {"r": run.id}
-        ).scalar_one()
+        stored = posteriors.stored_count(conn, run.id)
     echo(
         f"processed now: {counts.done} posteriors stored, {counts.failed} failed; run holds {stored}"
     )
 
     with engine.connect() as conn:
-        tract = conn.execute(
-            text(
-                "SELECT tract_id FROM lor.posteriors WHERE run_id = :r GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
-            ),
-            {"r": run.id},
-        ).scalar_one()
-        hits = conn.execute(text(PROBABILITY_QUERY), {"run": run.id, "tract": tract}).all()
-        flags = conn.execute(
-            text(
-                "SELECT ood_flags, count(*) FROM lor.posteriors WHERE run_id = :r GROUP BY 1 ORDER BY 1"
-            ),
-            {"r": run.id},
-        ).all()
-        rows = conn.execute(
-            text(
-                "SELECT o.catalog_id, p.z_q50, p.z_q16, p.z_q84, p.ood_flags FROM lor.posteriors p "
-                "JOIN lor.objects o USING (tract_id, object_id) WHERE p.run_id = :r AND p.params IS NOT NULL"
-            ),
-            {"r": run.id},
-        ).all()
-    echo(f"SQL: objects in tract {tract} with P(0.8 < z < 1.0) > 0.9 and no OOD flag: {len(hits)}")
+        tract = posteriors.busiest_tract(conn, run.id)
+        hits = [] if tract is None else posteriors.confident(conn, run.id, tract, Z1, Z2, P_MIN)
+        flags = posteriors.flag_counts(conn, run.id)
+        rows = posteriors.photoz(conn, run.id)
+    echo(
+        f"SQL: objects in tract {tract} with P({Z1} < z < {Z2}) > {P_MIN} and no OOD flag: "
+        f"{len(hits)}"
+    )
     for row in hits[:5]:
-        echo(f"  objectId {row.catalog_id}: z50 = {row.z_q50:.3f}, P = {row.p_08_10:.3f}")
-    echo("OOD flag bits -> objects: " + ", ".join(f"{f.ood_flags}: {f.count}" for f in flags))
+        echo(f"  objectId {row.catalog_id}: z50 = {row.z_q50:.3f}, P = {row.p_z:.3f}")
+    echo("OOD flag bits -> objects: " + ", ".join(f"{f}: {n}" for f, n in flags.items()))
     plot = _plot_photoz(rows, out / "demo_photoz.png")
     if len(rows) > summary.rows_read:
         echo(f"the run also covers {len(rows) - summary.rows_read} objects of other catalogs "

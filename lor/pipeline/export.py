@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from tqdm.auto import tqdm
 
 from lor.db import run_store
 from lor.db.model_store import model_version
+from lor.db.posterior_store import PosteriorManager
 from lor.db.run_store import Run
 from lor.errors import LorError
 from lor.pipeline.runs import run_as_dict
@@ -145,9 +146,7 @@ def export_run(
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         found = run_store.get_run(conn, run)
-        total, with_params = conn.execute(
-            text("SELECT count(*), count(params) FROM lor.run_posteriors(:r)"), {"r": found.id}
-        ).one()
+        total, with_params = PosteriorManager(engine).counts(conn, found.id)
         try:
             if fmt == "parquet":
                 _write_parquet(conn, found, partial, total, chunk_rows, progress)
@@ -167,12 +166,8 @@ def _chunks(
     conn: Connection, run_id: int, chunk_rows: int, only_with_params: bool
 ) -> Iterator[dict[str, list[Any]]]:
     """Column lists of the run's rows, ``chunk_rows`` at a time, from a server-side cursor."""
-    where = " WHERE params IS NOT NULL" if only_with_params else ""
-    query = text(f"SELECT {', '.join(COLUMNS)} FROM lor.run_posteriors(:r){where}")
-    result = conn.execute(
-        query.execution_options(stream_results=True, max_row_buffer=chunk_rows), {"r": run_id}
-    )
-    for rows in result.partitions(chunk_rows):
+    posteriors = PosteriorManager(conn.engine)
+    for rows in posteriors.stream(conn, run_id, COLUMNS, chunk_rows, only_with_params):
         columns = dict(zip(COLUMNS, (list(c) for c in zip(*rows, strict=True)), strict=True))
         for name in _UUIDS:
             columns[name] = [None if u is None else str(u) for u in columns[name]]
@@ -234,13 +229,7 @@ def _write_qp(
 
     if total == 0:
         raise ExportError(f"run {run.name} has no posteriors with parameters to export as qp")
-    kinds = conn.execute(
-        text(
-            """SELECT DISTINCT representation_name, representation_version
-               FROM lor.run_posteriors(:r) WHERE params IS NOT NULL"""
-        ),
-        {"r": run.id},
-    ).all()
+    kinds = PosteriorManager(conn.engine).representations(conn, run.id)
     if len(kinds) != 1:
         shown = ", ".join(f"{n} v{v}" for n, v in kinds)
         raise ExportError(f"run {run.name} mixes representations ({shown}); qp needs one")

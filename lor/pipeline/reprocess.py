@@ -24,7 +24,7 @@ from lor.db import run_store as store
 from lor.db.prior_chunk_store import enqueue_chunks
 from lor.db.run_store import Run
 from lor.errors import ConfigError
-from lor.pipeline.runs import QueuedRun, check_run_config, lock_enqueue
+from lor.pipeline.runs import QueuedRun, check_run_config
 from lor.version import code_version
 
 #: Run settings a reprocess run takes from its parent unless told otherwise: how its
@@ -53,7 +53,7 @@ def create_reprocess_run(
     then ``config``) records under ``reprocess`` why it was made and which tracts it covers.
     """
     with engine.begin() as conn:
-        lock_enqueue(conn)
+        store.lock_enqueue(conn)
         parent = _parent(conn, parent_run)
         inherited = {k: parent.config[k] for k in INHERITED_CONFIG if k in parent.config}
         settings = {**store.DEFAULT_RUN_CONFIG, **inherited, **(config or {})}
@@ -70,9 +70,9 @@ def create_reprocess_run(
         else:
             settings.pop(PRIOR_CHUNKS, None)  # a calibration change reads the photometry
         if settings.get("marginalize_hyperparameters"):  # refuse now, not in every worker
-            from lor.pipeline.amortized_processor import fitted_uncertainty
+            from lor.db.prior_store import PriorManager
 
-            fitted_uncertainty(conn, prior)
+            PriorManager(engine).fitted_uncertainty(conn, prior)
         _refuse_duplicate(conn, parent, prior, calibration)
         tracts = affected_tracts(conn, parent, prior, calibration)
         settings["reprocess"] = _provenance(parent, prior, calibration, reasons, tracts)

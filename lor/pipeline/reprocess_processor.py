@@ -18,21 +18,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
+from lor.db.calibration_store import CalibrationTerms
+from lor.db.prior_store import PriorManager
+from lor.db.registry import Registry
 from lor.db.run_store import Run, get_run
 from lor.errors import ConfigError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
 from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.inference.prior_registry import estimator_prior
-from lor.pipeline.amortized_processor import (
-    CalibrationTerms,
-    calibration_arrays,
-    fitted_uncertainty,
-    load_prior,
-    load_run_models,
-    run_calibration,
-    run_model_error,
-)
+from lor.pipeline.amortized_processor import calibration_arrays
 from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
 from lor.seeds import object_keys
 
@@ -109,23 +104,28 @@ def reprocess_processor(conn: Connection, run: Run) -> ReprocessProcessor:
     if run.parent_run_id is None:
         raise NoProcessorError(f"reprocess run {run.name} (id {run.id}) names no parent run")
     parent = get_run(conn, run.parent_run_id)
-    estimator, emulator = load_run_models(conn, run)
+    registry = Registry(conn.engine)
+    estimator, emulator = registry.models.run_models(conn, run)
     # Step 1 posteriors are under the estimator's training prior, whatever prior the run
     # pinned (it only steers the MCMC fallback); reprocessed ones under theirs.
     old_prior = (
-        load_prior(conn, parent.prior_version_id)
+        registry.priors.load(conn, parent.prior_version_id)
         if parent.kind == "reprocess"
         else estimator_prior(estimator.spec)
     )
-    new_prior = load_prior(conn, run.prior_version_id)
+    new_prior = registry.priors.load(conn, run.prior_version_id)
     draws = int(run.config.get("marginalize_hyperparameters") or 0)
     if draws:
         new_prior = marginal_prior(conn, run.prior_version_id, new_prior, draws)
     bands = list(estimator.band_names)
-    old_terms = run_calibration(conn, parent.calibration_version_id, bands)
-    new_terms = run_calibration(conn, run.calibration_version_id, bands)
-    old_error, old_sed = run_model_error(conn, parent.calibration_version_id, emulator)
-    new_error, new_sed = run_model_error(conn, run.calibration_version_id, emulator)
+    old_terms = registry.calibrations.terms(conn, parent.calibration_version_id, bands)
+    new_terms = registry.calibrations.terms(conn, run.calibration_version_id, bands)
+    old_error, old_sed = registry.calibrations.model_error(
+        conn, parent.calibration_version_id, emulator
+    )
+    new_error, new_sed = registry.calibrations.model_error(
+        conn, run.calibration_version_id, emulator
+    )
     fallback = new_prior if run.config.get("mcmc_fallback") else None  # low-ESS objects: MCMC
     posteriors = PhotometryPosteriors(
         estimator, emulator, fallback_prior=fallback, model_error=new_error
@@ -149,7 +149,7 @@ def marginal_prior(
     from lor.hierarchy.calibrate import hyperparameter_mixture
 
     try:
-        free, covariance = fitted_uncertainty(conn, prior_version_id)
+        free, covariance = PriorManager(conn.engine).fitted_uncertainty(conn, prior_version_id)
     except ConfigError as exc:
         raise NoProcessorError(str(exc)) from exc
     return hyperparameter_mixture(prior, free, covariance, draws, seed=int(prior_version_id or 0))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine
 
 from lor.db import run_store as store
 from lor.db import worker_store
@@ -71,11 +71,6 @@ def get_run(engine: Engine, ref: int | str | Run) -> Run:
         return store.get_run(conn, ref.id if isinstance(ref, Run) else ref)
 
 
-def lock_enqueue(conn: Connection) -> None:
-    """Serialize enqueues: "already scheduled in another run" must see committed work."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lor.enqueue'))"))
-
-
 def create_run(
     engine: Engine,
     release: str,
@@ -97,7 +92,7 @@ def create_run(
     check_run_config(settings)
     given = dict(zip(VERSION_KINDS, (emulator, estimator, prior, calibration), strict=True))
     with engine.begin() as conn:
-        lock_enqueue(conn)
+        store.lock_enqueue(conn)
         rel = lookup_release(conn, release)
         band_set_id, _ = store.release_band_set(conn, rel)
         versions: dict[str, int | None] = {}
@@ -122,7 +117,7 @@ def extend_run(engine: Engine, run: int | str | Run, release: str) -> QueuedRun:
     are queued. The run reopens if anything was queued.
     """
     with engine.begin() as conn:
-        lock_enqueue(conn)
+        store.lock_enqueue(conn)
         current = store.get_run(conn, run.id if isinstance(run, Run) else run)
         rel = lookup_release(conn, release)
         band_set_id, _ = store.release_band_set(conn, rel)

@@ -132,7 +132,7 @@ def test_record_round_trip_through_the_registry(prior: GroundedPrior) -> None:
 
 def test_prior_version_row_loads_losslessly(engine) -> None:  # type: ignore[no-untyped-def]
     from lor.db.model_store import register_prior_version
-    from lor.pipeline.amortized_processor import load_prior
+    from lor.db.prior_store import PriorManager
 
     original = GroundedPrior(
         hyperparameters=GROUNDED_HYPERPARAMETERS | {"smf_phi_evolution": -0.2},
@@ -142,7 +142,7 @@ def test_prior_version_row_loads_losslessly(engine) -> None:  # type: ignore[no-
     with engine.begin() as conn:
         pid = register_prior_version(conn, "grounded-test", original.as_record(), "manual", {})
     with engine.connect() as conn:
-        assert load_prior(conn, pid).as_record() == original.as_record()
+        assert PriorManager(engine).load(conn, pid).as_record() == original.as_record()
 
 
 def test_prior_ratio_and_mixtures_use_the_family_factors(prior: GroundedPrior) -> None:
