@@ -71,12 +71,15 @@ def test_cubature_matches_importance_sampling(engine, new_prior) -> None:  # typ
     fast, ess = reweight_by_cubature(engine.rep, params, ratio)
     slow, effective = importance_refit(engine.rep, params, ratio, seed=2, n_draws=1024)
     used = ess >= CUBATURE_ESS_MIN  # the others go to importance sampling in the reweighter
-    assert used.mean() > 0.9 and np.median(effective) > 100
+    # measured: cubature usable on 92% of the 300 objects, importance-sampling ESS 994 of
+    # 1024 draws (the new prior is close); bounds 0.9 and half the measured ESS
+    assert used.mean() > 0.9 and np.median(effective) > 500
     z_fast = engine.rep.z_quantile(fast[used], 0.5)
     z_slow = engine.rep.z_quantile(slow[used], 0.5)
     z_old = engine.rep.z_quantile(params[used], 0.5)
     dz = np.abs(z_fast - z_slow) / (1 + z_slow)
-    assert np.median(dz) < 0.003, np.median(dz)
+    # measured median 0.00096 (max 0.071 on one object): 2x margin for the draws' noise
+    assert np.median(dz) < 0.002, np.median(dz)
     # The new prior (smaller z0) pulls redshifts down: the reweighting must show it.
     assert np.median(z_fast - z_old) < 0
 
@@ -182,7 +185,8 @@ def test_marginalizing_hyperparameters_averages_the_prior(engine) -> None:  # ty
     sharp = hyperparameter_mixture(best, [knob], np.array([[1e-10]]), n_draws=4, seed=1)
     assert np.allclose(z50(sharp), fixed, atol=1e-4)
     dz = np.abs(z50(mixture) - fixed) / (1 + fixed)
-    assert 0 < np.max(dz) and np.median(dz) < 0.005
+    # measured: median 1.7e-5, max 0.026 (a narrow fit barely moves most objects); 6x margin
+    assert 0 < np.max(dz) and np.median(dz) < 1e-4
     with pytest.raises(ConfigError, match="at least 2"):
         hyperparameter_mixture(best, [knob], np.array([[0.01]]), n_draws=1)
 

@@ -102,8 +102,11 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
     assert stored.provenance["fitted_on_run"] == run.id
     assert stored.provenance["reference_band"] == "i"
     assert len(terms) == 4  # the example catalog's four tracts
+    # The example catalog has no offsets: measured |zp| up to 0.035 mag (u and y, errors
+    # 0.008-0.016 mag) on its four tracts, from the model's misfit. 0.06 leaves ~1.5 sd of
+    # the u-band error above that; a fit that wandered off would not stay under it.
     for tract, (zp, scale) in terms.items():
-        assert zp[3] == 0.0 and np.all(np.abs(zp) < 0.3) and np.all(scale > 0)
+        assert zp[3] == 0.0 and np.all(np.abs(zp) < 0.06) and np.all(scale > 0), zp
         assert answer["tracts"][str(tract)]["n_objects"] >= 100
     with engine.connect() as conn:
         survey = survey_terms(conn, stored.id, BANDS)
