@@ -51,6 +51,8 @@ def test_injected_offsets_are_recovered_within_their_errors(emulator, density) -
         assert fit.zeropoint_offset[3] == zp_true[3] and fit.zeropoint_err[3] == 0.0
         free = [0, 1, 2, 4, 5]
         pulls = (fit.zeropoint_offset - zp_true)[free] / fit.zeropoint_err[free]
+        # measured |pull| <= 1.3 over both tracts' ten offsets, errors 0.0017-0.0089 mag:
+        # 3.5 sigma is a statistical bound (not a margin on these draws), 0.012 mag ~35% above
         assert np.all(np.abs(pulls) < 3.5), (fit.zeropoint_offset, zp_true, fit.zeropoint_err)
         assert np.all(fit.zeropoint_err[free] < 0.012)
         # the data moved the offsets: not left at zero where the truth is far from it
@@ -120,7 +122,7 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
 def test_survey_fit_recovers_an_injected_model_error_floor(emulator, density) -> None:  # type: ignore[no-untyped-def]
     """Two tracts of 4,000 objects whose fluxes scatter by an unreported floor of 0-0.08 mag
     and share survey-wide band offsets: the joint fit recovers each floor within 4 sigma and
-    0.01 mag, and the survey offsets within 0.015 mag (issue #12)."""
+    0.01 mag, and the survey offsets within 0.008 mag (issue #12)."""
     from lor.hierarchy.survey import fit_survey
     from lor.inference.simulate import simulate_catalog
 
@@ -135,7 +137,8 @@ def test_survey_fit_recovers_an_injected_model_error_floor(emulator, density) ->
     err = np.maximum(fit.floor_err, 1e-3)
     assert np.all(np.abs(fit.floor_mag - floor) < np.minimum(4 * err, 0.01) + 0.003), (
         fit.floor_mag, fit.floor_err)  # fmt: skip
-    assert np.all(np.abs(fit.sed_offset - sed) < 0.015), fit.sed_offset
+    # measured |offset - truth| <= 0.0039 mag (u): 0.008 is 2x that
+    assert np.all(np.abs(fit.sed_offset - sed) < 0.008), fit.sed_offset
     assert fit.sed_offset[3] == 0.0 and fit.at_bound == []
     terms = fit.survey_terms()
     assert terms["i"][1] is None and terms["u"][2] == pytest.approx(fit.floor_mag[0])
