@@ -27,6 +27,7 @@ against MCMC on ``n_mcmc`` objects, and photo-z metrics before and after calibra
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from lor.bench.pipeline import (
     create_bench_run,
     write_simulated_catalog,
 )
+from lor.bench.profile import PLANS_ENV, reprocess_plans
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
@@ -62,6 +64,9 @@ def _timed_reprocess(engine, parent: int, **versions: Any) -> tuple[int, int, fl
     from lor.pipeline.reprocess import create_reprocess_run
 
     queued = create_reprocess_run(engine, parent, config={"batch_size": 2000}, **versions)
+    if plans := os.environ.get(PLANS_ENV):  # python -m lor.bench.profile reprocess
+        with open(plans, "a") as fh:
+            fh.write(reprocess_plans(engine, queued.run.id))
     run_processor(engine, queued.run.id)  # models load before the clock starts
     t0 = time.perf_counter()
     counts = process_run(engine, queued.run.id, progress=False)

@@ -78,14 +78,16 @@ def enqueue_chunks(conn: Connection, run_id: int, parent_run_id: int, chunk_obje
     )
 
 
+TAKE_SQL = """SELECT tract_id, chunk, first_object_id, last_object_id, objects
+               FROM lor.prior_chunks WHERE run_id = :r AND state = 'pending'
+               ORDER BY tract_id, chunk LIMIT 1 FOR UPDATE SKIP LOCKED"""
+"""How a lane takes its next range (``:r`` the run), also what ``lor.bench.profile`` plans."""
+
+
 def take_chunk(conn: Connection, run_id: int) -> Chunk | None:
     """Lock one pending range of a run for this transaction (others skip it), or None."""
     row = conn.execute(
-        text(
-            """SELECT tract_id, chunk, first_object_id, last_object_id, objects
-               FROM lor.prior_chunks WHERE run_id = :r AND state = 'pending'
-               ORDER BY tract_id, chunk LIMIT 1 FOR UPDATE SKIP LOCKED"""
-        ),
+        text(TAKE_SQL),
         {"r": run_id},
     ).one_or_none()
     return None if row is None else Chunk(run_id, *row)
@@ -102,6 +104,30 @@ _PARENT_COLUMNS = {
 _OBJECT_COLUMNS = OBJECT_PHOTOMETRY_COLUMNS
 
 
+def parents_query(
+    parent_run_id: int, chunk: Chunk, photometry: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The statement (psycopg ``%(name)s`` style) and parameters of :func:`load_parents`."""
+    columns = _PARENT_COLUMNS | (_OBJECT_COLUMNS if photometry else {})
+    join = (
+        "JOIN lor.objects o ON o.tract_id = p.tract_id AND o.object_id = p.object_id"
+        if photometry
+        else ""
+    )
+    aggregates = ", ".join(f"array_send(array_agg({sql}))" for sql, _ in columns.values())
+    sql = f"""SELECT count(*), {aggregates}
+            FROM lor.posteriors p {join}
+            WHERE p.run_id = %(parent)s AND p.tract_id = %(tract)s AND p.params IS NOT NULL
+              AND p.object_id BETWEEN %(first)s AND %(last)s"""
+    params = {
+        "parent": parent_run_id,
+        "tract": chunk.tract_id,
+        "first": chunk.first_object_id,
+        "last": chunk.last_object_id,
+    }
+    return sql, params
+
+
 def load_parents(
     conn: Connection, parent_run_id: int, chunk: Chunk, photometry: bool = False
 ) -> dict[str, Any]:
@@ -114,25 +140,9 @@ def load_parents(
         If the range holds fewer posteriors with params than were queued.
     """
     columns = _PARENT_COLUMNS | (_OBJECT_COLUMNS if photometry else {})
-    join = (
-        "JOIN lor.objects o ON o.tract_id = p.tract_id AND o.object_id = p.object_id"
-        if photometry
-        else ""
-    )
+    sql, params = parents_query(parent_run_id, chunk, photometry)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    found, *arrays = cursor.execute(
-        f"""SELECT count(*), {", ".join(f"array_send(array_agg({sql}))" for sql, _ in columns.values())}
-            FROM lor.posteriors p {join}
-            WHERE p.run_id = %(parent)s AND p.tract_id = %(tract)s AND p.params IS NOT NULL
-              AND p.object_id BETWEEN %(first)s AND %(last)s""",
-        {
-            "parent": parent_run_id,
-            "tract": chunk.tract_id,
-            "first": chunk.first_object_id,
-            "last": chunk.last_object_id,
-        },
-        binary=True,
-    ).fetchone()
+    found, *arrays = cursor.execute(sql, params, binary=True).fetchone()
     if found != chunk.objects:
         raise NotFoundError(
             f"range {chunk.chunk} of tract {chunk.tract_id} holds {found} parent posteriors "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from tqdm.auto import tqdm
 
 from lor.bands import DEFAULT_BAND_SET, BandSet, load_band_set
@@ -171,7 +171,32 @@ def ingest_catalog(
             store.insert_rejects(conn, ingest_id, rejects)
             counts = ("rows_read", "rows_new", "rows_changed", "rows_unchanged", "rows_rejected")
             store.finish_ingest(conn, ingest_id, {k: getattr(summary, k) for k in counts})
+            _analyze_if_grown(conn, summary.rows_new + summary.rows_changed)
     return summary
+
+
+ANALYZE_FRACTION = 0.1
+"""An ingest that adds or changes more than this fraction of ``lor.objects`` ANALYZEs it."""
+
+
+def _analyze_if_grown(conn, changed: int) -> None:  # type: ignore[no-untyped-def]
+    """Fresh planner statistics of ``lor.objects`` when this ingest changed a good part of it
+    (autovacuum's rule, applied before the first run claims instead of minutes later).
+
+    Every claim joins ``lor.objects`` by (tract, object); without statistics of a freshly
+    loaded catalog the planner probed the objects of a claimed item's whole tract and
+    filtered the rest (issue #17: a 2,000-item calibration claim on 2,000-object tracts took
+    11.6 s, 0.8 s after ``ANALYZE lor.objects``; it grows with the square of the tract).
+    """
+    known = conn.execute(
+        text(
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = CAST('lor.objects' AS regclass)"
+        )
+    ).scalar_one()
+    if changed > ANALYZE_FRACTION * float(known):
+        conn.execute(text("ANALYZE lor.objects"))
 
 
 def _photometry(chunk: Chunk, cols: CatalogColumns) -> Photometry:

