@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from lor.bands import DEFAULT_BAND_SET
 from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, repeat
-from lor.emulators.registry import SHIPPED_EMULATOR, load_shipped_emulator
+from lor.emulators.registry import SHIPPED_EMULATORS, load_shipped_emulator
 from lor.emulators.speculator import FEATURES, SpeculatorEmulator
 
 HELD_OUT_SEED = 777_000_001
@@ -49,16 +50,17 @@ def emulator_flops(emulator: SpeculatorEmulator) -> int:
 
 def run_emulator_benchmark(
     n_held_out: int = 20_000, n_speed: int = 1_000_000, n_bagpipes: int = 30,
-    repeats: int = MIN_REPEATS,
+    repeats: int = MIN_REPEATS, band_set: str = DEFAULT_BAND_SET,
 ) -> dict[str, Any]:  # fmt: skip
     """Accuracy on the held-out set; every speed the median of ``repeats`` with min and max
-    (the forward model's on the first 2,000 held-out vectors)."""
+    (the forward model's on the first 2,000 held-out vectors); the shipped emulator of
+    ``band_set``."""
     from lor.sps import SPSModel, simulate_training_set
     from lor.sps.bagpipes_reference import BagpipesReference
     from lor.sps.training_set import sample_box
 
     with bench_report("emulator", repeats) as out:
-        emulator = load_shipped_emulator()
+        emulator = load_shipped_emulator(band_set)
         model = SPSModel(bands=emulator.band_names)
         params, mags = simulate_training_set(
             n_held_out, seed=HELD_OUT_SEED, model=model, progress=False
@@ -97,10 +99,14 @@ def run_emulator_benchmark(
             "data": f"{n_held_out} held-out draws from the training box (seed {HELD_OUT_SEED}) "
             f"through lor's forward model; speed on {n_speed} box draws; bagpipes on "
             f"{n_bagpipes} vectors; the forward model's speed on {n_forward}",
+            "band_set": band_set,
             "emulator": {
-                "name": SHIPPED_EMULATOR[0],
-                "sha256": SHIPPED_EMULATOR[1],
+                "name": SHIPPED_EMULATORS[band_set][0],
+                "sha256": SHIPPED_EMULATORS[band_set][1],
                 "hidden": emulator.spec["hidden"],
+                "training_minutes": emulator.spec.get("metrics", {}).get("train_minutes"),
+                "training_epochs": emulator.spec.get("metrics", {}).get("epochs"),
+                "training_samples": emulator.spec.get("training_stats", {}).get("n_train"),
             },
             "rms_mag": float(rms.max()),
             "p999_abs_mag": float(p999.max()),

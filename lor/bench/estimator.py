@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lor.bands import DEFAULT_BAND_SET
 from lor.bench.harness import (
     MIN_REPEATS,
     bench_report,
@@ -41,7 +42,7 @@ HELD_OUT_ERROR_SCATTER_DEX = 0.05
 
 def evaluate(
     n_objects: int = 20_000, n_mcmc: int = 200, seed: int = HELD_OUT_SEED,
-    repeats: int = MIN_REPEATS,
+    repeats: int = MIN_REPEATS, band_set: str = DEFAULT_BAND_SET,
 ) -> dict[str, Any]:  # fmt: skip
     """All figures plus the arrays ``lor validate`` plots (under the key ``arrays``); timings
     are medians of ``repeats`` (:mod:`lor.bench.harness`), accuracy from the first repeat
@@ -49,11 +50,11 @@ def evaluate(
     from lor.emulators.registry import load_shipped_emulator
     from lor.inference.amortized import PhotometryPosteriors
     from lor.inference.prior_registry import estimator_prior
-    from lor.inference.registry import SHIPPED_ESTIMATOR, load_shipped_estimator
+    from lor.inference.registry import SHIPPED_ESTIMATORS, load_shipped_estimator
     from lor.inference.simulate import simulate_catalog
 
-    emulator = load_shipped_emulator()
-    estimator = load_shipped_estimator()
+    emulator = load_shipped_emulator(band_set)
+    estimator = load_shipped_estimator(band_set)
     engine = PhotometryPosteriors(estimator, emulator)
     rep = estimator.representation
     cat = simulate_catalog(
@@ -128,10 +129,12 @@ def evaluate(
         arrays |= {"mcmc_samples": samples[:8], "mcmc_index": idx[:8]}
     figures["data"] = (
         f"{n_objects} held-out simulated objects (the estimator's training prior "
-        f"{estimator.spec['prior']['family']}, shipped emulator, LSST 10-year depth, "
-        f"i < 25.3, seed {seed}); MCMC on the first {n_mcmc}"
+        f"{estimator.spec['prior']['family']}, shipped emulator, band set {band_set} at its "
+        f"depths (LSST 10-year), i < 25.3, seed {seed}); MCMC on the first {n_mcmc}"
     )
-    figures["estimator"] = {"name": SHIPPED_ESTIMATOR[0], "sha256": SHIPPED_ESTIMATOR[1]}
+    name, sha = SHIPPED_ESTIMATORS[band_set]
+    figures["band_set"] = band_set
+    figures["estimator"] = {"name": name, "sha256": sha}
     figures["cpu_count"] = os.cpu_count()
     figures["arrays"] = arrays
     return figures
@@ -164,10 +167,13 @@ def _roofline(
 
 
 def run_estimator_benchmark(
-    n_objects: int = 20_000, n_mcmc: int = 200, repeats: int = MIN_REPEATS
+    n_objects: int = 20_000,
+    n_mcmc: int = 200,
+    repeats: int = MIN_REPEATS,
+    band_set: str = DEFAULT_BAND_SET,
 ) -> dict[str, Any]:
     with bench_report("estimator", repeats) as out:
-        figures = evaluate(n_objects, n_mcmc, repeats=repeats)
+        figures = evaluate(n_objects, n_mcmc, repeats=repeats, band_set=band_set)
         figures.pop("arrays")
         out |= figures
     return out

@@ -257,22 +257,25 @@ def bench_ingest(rows: int, repeats: int) -> None:
 @bench.command("emulator")
 @click.option("--held-out", type=int, default=20_000, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timing repeats (>= 3).")
-def bench_emulator(held_out: int, repeats: int) -> None:
+@click.option("--band-set", default="lsst", show_default=True, help="Whose shipped emulator.")
+def bench_emulator(held_out: int, repeats: int, band_set: str) -> None:
     """Shipped emulator: held-out accuracy and speed against bagpipes and the forward model."""
     from lor.bench.emulator import run_emulator_benchmark
 
-    click.echo(json.dumps(run_emulator_benchmark(held_out, repeats=repeats)))
+    click.echo(json.dumps(run_emulator_benchmark(held_out, repeats=repeats, band_set=band_set)))
 
 
 @bench.command("estimator")
 @click.option("--objects", type=int, default=20_000, show_default=True)
 @click.option("--mcmc", "n_mcmc", type=int, default=200, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timing repeats (>= 3).")
-def bench_estimator(objects: int, n_mcmc: int, repeats: int) -> None:
+@click.option("--band-set", default="lsst", show_default=True, help="Whose shipped estimator.")
+def bench_estimator(objects: int, n_mcmc: int, repeats: int, band_set: str) -> None:
     """Shipped estimator on held-out simulations, with MCMC side by side."""
     from lor.bench.estimator import run_estimator_benchmark
 
-    click.echo(json.dumps(run_estimator_benchmark(objects, n_mcmc, repeats), default=float))
+    figures = run_estimator_benchmark(objects, n_mcmc, repeats, band_set)
+    click.echo(json.dumps(figures, default=float))
 
 
 @bench.command("reprocess")

@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from lor.artifacts import load_from_families
+from lor.bands import DEFAULT_BAND_SET
 from lor.emulators.protocol import Emulator
 from lor.emulators.restframe import RestframeEmulator
 from lor.emulators.speculator import SpeculatorEmulator
+from lor.errors import ConfigError
 
 FAMILY_CLASSES: tuple[Any, ...] = (SpeculatorEmulator, RestframeEmulator)
 """Every emulator family: each class has ``family``, ``family_version`` and builds itself as
@@ -33,6 +35,14 @@ SHIPPED_EMULATOR = (
     "speculator-lsst-ugrizy",
     "4098149f1ca2d783c7a056973dd11a515dee8ea0c804d912cec108bbcc7dcf50",
 )
+SHIPPED_EMULATORS: dict[str, tuple[str, str]] = {
+    "lsst": SHIPPED_EMULATOR,
+    "lsst-euclid": (
+        "speculator-lsst-euclid",
+        "dbbd6ec012a82bfda1dad71ecee3f4492eb244d64c1db4fc5f9d163d4ea091cc",
+    ),
+}
+"""The shipped emulator of each shipped band set (:mod:`lor.bands`), pinned the same way."""
 
 
 def load_emulator(folder: Path, sha256: str) -> Emulator:
@@ -41,8 +51,13 @@ def load_emulator(folder: Path, sha256: str) -> Emulator:
     return emulator
 
 
-def load_shipped_emulator() -> Emulator:
-    name, sha = SHIPPED_EMULATOR
+def load_shipped_emulator(band_set: str = DEFAULT_BAND_SET) -> Emulator:
+    """The shipped emulator of ``band_set`` (default: LSST ugrizy)."""
+    if band_set not in SHIPPED_EMULATORS:
+        raise ConfigError(
+            f"no shipped emulator for band set {band_set!r}; shipped: {sorted(SHIPPED_EMULATORS)}"
+        )
+    name, sha = SHIPPED_EMULATORS[band_set]
     return load_emulator(SHIPPED_DIR / name, sha)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from lor.artifacts import load_from_families
+from lor.bands import DEFAULT_BAND_SET
+from lor.errors import ConfigError
 from lor.inference.estimator import AmortizedEstimator
 from lor.inference.protocol import Estimator
 
@@ -32,6 +34,14 @@ SHIPPED_ESTIMATOR = (
     "npe-lsst-ugrizy",
     "b203f689c484080bdb75493c1a151052c55652b5e8e9a4f00407a0bffd0ab054",
 )
+SHIPPED_ESTIMATORS: dict[str, tuple[str, str]] = {
+    "lsst": SHIPPED_ESTIMATOR,
+    "lsst-euclid": (
+        "npe-lsst-euclid",
+        "b9d2beab1fd1d50acc80a93628509881b5255717c301b8132a8b5e75429d15d8",
+    ),
+}
+"""The shipped estimator of each shipped band set (:mod:`lor.bands`), pinned the same way."""
 
 
 def load_estimator(folder: Path, sha256: str) -> Estimator:
@@ -40,8 +50,13 @@ def load_estimator(folder: Path, sha256: str) -> Estimator:
     return estimator
 
 
-def load_shipped_estimator() -> Estimator:
-    name, sha = SHIPPED_ESTIMATOR
+def load_shipped_estimator(band_set: str = DEFAULT_BAND_SET) -> Estimator:
+    """The shipped estimator of ``band_set`` (default: LSST ugrizy)."""
+    if band_set not in SHIPPED_ESTIMATORS:
+        raise ConfigError(
+            f"no shipped estimator for band set {band_set!r}; shipped: {sorted(SHIPPED_ESTIMATORS)}"
+        )
+    name, sha = SHIPPED_ESTIMATORS[band_set]
     return load_estimator(SHIPPED_DIR / name, sha)
 
 

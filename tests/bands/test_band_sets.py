@@ -1,5 +1,5 @@
 """Band-set contract: every shipped band set loads, round-trips, agrees with the others on
-shared band names, and drives the data model."""
+shared band names, drives the data model, and has shipped models trained on it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from lor.bands import (
     MAX_BANDS,
     Band,
     BandSet,
+    band_set_of,
     load_band_set,
     shipped_band_set_names,
     shipped_band_sets,
@@ -23,6 +24,7 @@ from lor.inference.data_model import DataModel
 from lor.sps.bandpasses import load_bandpasses
 
 SHIPPED = shipped_band_set_names()
+MODELS = Path(__file__).resolve().parents[2] / "lor" / "data" / "models"
 
 
 def test_shipped_band_sets_are_lsst_and_lsst_euclid() -> None:
@@ -67,6 +69,23 @@ def test_one_short_name_is_one_band_everywhere() -> None:
     for band_set in shipped_band_sets():
         for band in band_set.bands:
             assert seen.setdefault(band.name, band) == band, band.name
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_band_set_has_shipped_models_trained_on_it(name: str) -> None:
+    """Each shipped band set has a pinned emulator and estimator whose specs name it, and the
+    estimator was trained on that emulator."""
+    from lor.emulators.registry import SHIPPED_EMULATORS, load_shipped_emulator
+    from lor.inference.registry import SHIPPED_ESTIMATORS, load_shipped_estimator
+
+    band_set = load_band_set(name)
+    emulator, estimator = load_shipped_emulator(name), load_shipped_estimator(name)
+    for model in (emulator, estimator):
+        assert band_set_of(model.spec).same_bands(band_set)
+        assert tuple(model.band_names) == band_set.band_names
+    assert estimator.spec["emulator"]["sha256"] == SHIPPED_EMULATORS[name][1]
+    folders = {SHIPPED_EMULATORS[name][0], SHIPPED_ESTIMATORS[name][0]}
+    assert folders <= {p.parent.name for p in MODELS.glob("*/spec.json")}
 
 
 def test_fixed_depth_bands_do_not_follow_survey_years() -> None:
