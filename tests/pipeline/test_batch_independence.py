@@ -33,6 +33,8 @@ def _stored(engine: Engine, run_id: int) -> dict[uuid.UUID, dict[str, Any]]:
 
 
 def _process_in_batches(engine: Engine, runs: dict[int, int], processor: Processor) -> None:
+    """Each run by ``processor`` (so with its keys), in batches of its size (work items) or
+    in its ranges (a prior-only reprocess run)."""
     for size, run_id in runs.items():
         counts = process_run(engine, run_id, size=size, processor=processor, progress=False)
         assert counts.failed == 0 and counts.done > 0
@@ -76,4 +78,33 @@ def test_batch_size_changes_nothing_stored(lor_env: str, engine: Engine) -> None
     _assert_same_rows(small, large)
     flags = np.array([r["ood_flags"] for r in small.values()])
     assert np.any(flags & Flag.POOR_FIT)  # the flag the batch size used to move is in play
+    clear_processor_cache()
+    _reprocess_in_batches(engine, runs[SIZES[0]])
+
+
+def _reprocess_in_batches(engine: Engine, parent: int) -> None:
+    """A prior change of the parent run, through work items in batches of 500 and 2,000, and
+    through ranges of 500 and 2,000 parent posteriors: the same rows each way."""
+    from lor.db.model_store import register_prior_version
+    from lor.inference.prior_registry import estimator_prior
+    from lor.inference.registry import load_shipped_estimator
+    from lor.pipeline.reprocess import PRIOR_CHUNKS, create_reprocess_run
+
+    interim = estimator_prior(load_shipped_estimator().spec)
+    change = {"z0": 0.7, "av_scale": 0.4} if interim.family == "population" else {
+        "smf_phi_evolution": -0.1, "smf_mstar_shift": 0.05}  # fmt: skip
+    record = interim.with_hyperparameters(interim.hyperparameters | change).as_record()
+    plans = {"items": {size: {"batch_size": size, PRIOR_CHUNKS: 0} for size in SIZES},
+             "ranges": {size: {PRIOR_CHUNKS: size} for size in SIZES}}  # fmt: skip
+    processor = None
+    for way, configs in plans.items():
+        runs = {}
+        for size, config in configs.items():
+            with engine.begin() as conn:  # one copy per run: a duplicate change is refused
+                prior = register_prior_version(conn, f"shift-{way}-{size}", record, "manual", {})
+            runs[size] = create_reprocess_run(engine, parent, prior, config=config).run.id
+            if processor is None:
+                _, processor = run_processor(engine, runs[size])
+        _process_in_batches(engine, runs, processor)
+        _assert_same_rows(*(_stored(engine, runs[size]) for size in SIZES))
     clear_processor_cache()
