@@ -16,10 +16,18 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lor.bands import DEFAULT_BAND_SET
+from lor.bands import DEFAULT_BAND_SET, band_set_of
 from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, repeat
-from lor.emulators.registry import SHIPPED_EMULATORS, load_shipped_emulator
+from lor.emulators.registry import (
+    SHIPPED_DIR,
+    SHIPPED_EMULATORS,
+    load_emulator,
+    load_shipped_emulator,
+    named_emulator_pin,
+)
+from lor.emulators.restframe_training import error_model
 from lor.emulators.speculator import FEATURES, SpeculatorEmulator
+from lor.errors import ConfigError
 
 HELD_OUT_SEED = 777_000_001
 
@@ -42,6 +50,8 @@ def matmul_flops_per_s(n: int = 4096, repeats: int = 3) -> float:
 
 
 def emulator_flops(emulator: SpeculatorEmulator) -> int:
+    if hasattr(emulator, "flops_per_object"):  # families that count their own (restframe)
+        return int(emulator.flops_per_object())
     sizes = [len(FEATURES), *emulator.spec["hidden"], len(emulator.band_names)]
     matmul = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     gates = 5 * sum(emulator.spec["hidden"])  # sigmoid, 2 multiplies, 2 adds per unit
@@ -50,6 +60,7 @@ def emulator_flops(emulator: SpeculatorEmulator) -> int:
 
 def run_emulator_benchmark(
     n_held_out: int = 20_000, n_speed: int = 1_000_000, n_bagpipes: int = 30,
+    emulator_name: str | None = None,
     repeats: int = MIN_REPEATS, band_set: str = DEFAULT_BAND_SET,
 ) -> dict[str, Any]:  # fmt: skip
     """Accuracy on the held-out set; every speed the median of ``repeats`` with min and max
@@ -61,6 +72,11 @@ def run_emulator_benchmark(
 
     with bench_report("emulator", repeats) as out:
         emulator = load_shipped_emulator(band_set)
+        pin = None if emulator_name is None else named_emulator_pin(emulator_name)
+        if pin is not None:
+            emulator = load_emulator(SHIPPED_DIR / pin[0], pin[1])
+            if band_set_of(emulator.spec).name != band_set:
+                raise ConfigError(f"emulator {pin[0]} is not of band set {band_set!r}")
         model = SPSModel(bands=emulator.band_names)
         params, mags = simulate_training_set(
             n_held_out, seed=HELD_OUT_SEED, model=model, progress=False
@@ -123,4 +139,14 @@ def run_emulator_benchmark(
             "bagpipes_s_per_object": bagpipes_per_call,
             **rate_figures("forward_model_objects_per_s", n_forward, forward_s),
         }
+        if pin is not None:
+            out["emulator"] |= {"name": pin[0], "sha256": pin[1]}
+        trained = emulator.spec.get("metrics") or {}
+        out["training"] = {
+            "minutes": trained.get("train_minutes"),
+            "epochs": trained.get("epochs"),
+            "hardware": trained.get("hardware", "not recorded (trained before issue #13)"),
+        }
+        z = params[:, emulator.param_names.index("redshift")]
+        out["error_by_redshift"] = error_model(emulator.band_names, z, err)
     return out

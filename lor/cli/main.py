@@ -258,11 +258,23 @@ def bench_ingest(rows: int, repeats: int) -> None:
 @click.option("--held-out", type=int, default=20_000, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timing repeats (>= 3).")
 @click.option("--band-set", default="lsst", show_default=True, help="Whose shipped emulator.")
-def bench_emulator(held_out: int, repeats: int, band_set: str) -> None:
+@click.option(
+    "--emulator",
+    "emulator_name",
+    default=None,
+    help="A shipped emulator by name (default: the band set's).",
+)
+def bench_emulator(emulator_name: str | None, held_out: int, repeats: int, band_set: str) -> None:
     """Shipped emulator: held-out accuracy and speed against bagpipes and the forward model."""
     from lor.bench.emulator import run_emulator_benchmark
 
-    click.echo(json.dumps(run_emulator_benchmark(held_out, repeats=repeats, band_set=band_set)))
+    click.echo(
+        json.dumps(
+            run_emulator_benchmark(
+                held_out, repeats=repeats, emulator_name=emulator_name, band_set=band_set
+            )
+        )
+    )
 
 
 @bench.command("estimator")

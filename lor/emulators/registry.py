@@ -45,6 +45,22 @@ SHIPPED_EMULATORS: dict[str, tuple[str, str]] = {
 """The shipped emulator of each shipped band set (:mod:`lor.bands`), pinned the same way."""
 
 
+OTHER_SHIPPED_EMULATORS: dict[str, str] = {
+    "restframe-lsst-ugrizy": "a84a12ec81e074278a9a2d3e6225dbf2b814f56924e5a9b2a0b60a7c1c5c6a7c",
+}
+"""Shipped emulators that are not their band set's default, by name -> spec sha256 (the
+rest-frame track emulator of issue #13: benchmarked beside the default, not used by
+processing or estimator training unless the default is switched)."""
+
+
+def named_emulator_pin(name: str) -> tuple[str, str]:
+    """``(name, sha256)`` of a shipped emulator artifact, default or not."""
+    pins = dict(SHIPPED_EMULATORS.values()) | OTHER_SHIPPED_EMULATORS
+    if name not in pins:
+        raise ConfigError(f"no shipped emulator named {name!r}; shipped: {sorted(pins)}")
+    return name, pins[name]
+
+
 def load_emulator(folder: Path, sha256: str) -> Emulator:
     """Verify an artifact's hash, then build the emulator its spec names."""
     emulator: Emulator = load_from_families(folder, sha256, FAMILIES, "emulator")
