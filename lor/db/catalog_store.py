@@ -100,6 +100,25 @@ def band_set_definition(conn: Connection, band_set_id: int) -> band_sets.BandSet
     return None if record is None else band_sets.BandSet.from_record(record)
 
 
+def objects_row_estimate(conn: Connection) -> float:
+    """The planner's row count of ``lor.objects`` (sum over its partitions; 0 before the
+    first ANALYZE)."""
+    return float(
+        conn.execute(
+            text(
+                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST('lor.objects' AS regclass)"
+            )
+        ).scalar_one()
+    )
+
+
+def analyze_objects(conn: Connection) -> None:
+    """Fresh planner statistics of ``lor.objects``."""
+    conn.execute(text("ANALYZE lor.objects"))
+
+
 def get_or_create_release(conn: Connection, name: str, band_set_id: int) -> int:
     conn.execute(text("LOCK TABLE lor.releases IN SHARE ROW EXCLUSIVE MODE"))
     row = conn.execute(

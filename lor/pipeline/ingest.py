@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from tqdm.auto import tqdm
 
 from lor.bands import DEFAULT_BAND_SET, BandSet, load_band_set
@@ -188,15 +188,8 @@ def _analyze_if_grown(conn, changed: int) -> None:  # type: ignore[no-untyped-de
     filtered the rest (issue #17: a 2,000-item calibration claim on 2,000-object tracts took
     11.6 s, 0.8 s after ``ANALYZE lor.objects``; it grows with the square of the tract).
     """
-    known = conn.execute(
-        text(
-            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = CAST('lor.objects' AS regclass)"
-        )
-    ).scalar_one()
-    if changed > ANALYZE_FRACTION * float(known):
-        conn.execute(text("ANALYZE lor.objects"))
+    if changed > ANALYZE_FRACTION * store.objects_row_estimate(conn):
+        store.analyze_objects(conn)
 
 
 def _photometry(chunk: Chunk, cols: CatalogColumns) -> Photometry:
