@@ -8,8 +8,8 @@ to where the photometry is exact. The rest-frame spectrum before the IGM depends
 tabulated exactly on a fine redshift grid per band set. The emulated quantity is the track
 ``-2.5 log10 <L>_b(z)`` on that grid: log units, because the photometry spans 40 magnitudes
 (``av = 3``, ``dust_n = 2`` in the rest-frame UV), which a PCA in linear flux units cannot
-represent (measured: 0.2-0.8 mag rms with 256 components; 96 log-track components: 3e-4
-mag). At run time a galaxy's magnitudes are its coefficients dotted with the basis rows of
+represent (measured: 0.08-0.8 mag rms per band with 256 components; 96 log-track
+components: 3e-4 mag). At run time a galaxy's magnitudes are its coefficients dotted with the basis rows of
 the two grid redshifts around ``z`` (linear interpolation), plus the exact distance term and
 ``-2.5 log_mstar``.
 
