@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over :mod:`lor.pipeline.processing` (no queries here).
+"""Celery tasks: thin wrappers over :mod:`lor.runs.processing` (no queries here).
 
 - ``lor.dispatch_run(run_id, size=None)``: send enough ``lor.process_batch`` messages to
   cover the run's pending items (minus messages already queued); safe to send again.
@@ -8,12 +8,12 @@
 
 Each worker process makes its own engine after the fork and checks the schema first
 (``worker_process_init``; lazily in pools that do not fork), refusing a stale schema, then
-beats (:class:`lor.pipeline.heartbeat.Heartbeat`) so its claims come back within seconds if
+beats (:class:`lor.runs.heartbeat.Heartbeat`) so its claims come back within seconds if
 it dies. A worker that becomes ready sends one ``lor.sweep``: a worker restarted after a
 crash, with or without beat, re-dispatches the open runs' pending work itself.
 
 Processors come from :data:`PROCESSORS` (the registry's, at most
-:data:`lor.pipeline.processing.MAX_CACHED_PROCESSORS` runs' kept per process); an app
+:data:`lor.runs.processing.MAX_CACHED_PROCESSORS` runs' kept per process); an app
 module that wraps this one may replace its factory with :func:`use_processor_factory`
 before the worker starts (the worker tests inject their deterministic processor so).
 """
@@ -31,8 +31,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from lor.db.engine import make_engine
 from lor.db.migrate import check_schema
 from lor.errors import LorError
-from lor.pipeline import processing
-from lor.pipeline.heartbeat import Heartbeat
+from lor.runs import processing
+from lor.runs.heartbeat import Heartbeat
 from workers.app import app, queued_messages
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def dispatch_run(run_id: int, size: int | None = None) -> int:
     max_retries=5,
 )
 def process_batch(run_id: int, size: int | None = None) -> dict[str, int]:
-    """Process one batch of a run (see :func:`lor.pipeline.processing.process_batch`)."""
+    """Process one batch of a run (see :func:`lor.runs.processing.process_batch`)."""
     engine = worker_engine()
     counts = processing.process_batch(engine, run_id, size=size, processors=PROCESSORS)
     if counts.retried:  # items went back to pending: make sure a message comes for them

@@ -22,13 +22,13 @@ from sqlalchemy import text
 
 from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, time_figures
 from lor.bench.synthetic_catalog import write_synthetic_parquet
+from lor.catalog.files import CatalogReader
+from lor.catalog.ingest import CatalogColumns, ingest_catalog, prepare_chunk
 from lor.db import catalog_store as store
 from lor.db.admin import temporary_database
 from lor.db.copy_binary import Field, encode_rows
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
-from lor.pipeline.catalog_io import CatalogReader
-from lor.pipeline.ingest import CatalogColumns, ingest_catalog, prepare_chunk
 
 
 def _encoded_rows(path: Path, chunk_rows: int) -> tuple[list[bytes], list[Field]]:

@@ -118,16 +118,16 @@ def run_variant(
 ) -> dict[str, Any]:
     """One variant end to end in its own throwaway database (see the module docstring);
     ``step2=False`` stops after Step 1 (the *before* figures only)."""
+    from lor.catalog.ingest import ingest_catalog
     from lor.emulators.registry import load_shipped_emulator
     from lor.inference.misspecification import VARIANTS, cached_variant
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
-    from lor.pipeline.calibration import calibrate_run, calibrate_zeropoints
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.ingest import ingest_catalog
-    from lor.pipeline.processing import clear_processor_cache, process_run
-    from lor.pipeline.reprocess import create_reprocess_run
-    from lor.pipeline.runs import create_run
+    from lor.loop.calibration import calibrate_run, calibrate_zeropoints
+    from lor.loop.reprocess import create_reprocess_run
+    from lor.reporting.demo import register_shipped_models
+    from lor.runs.lifecycle import create_run
+    from lor.runs.processing import clear_processor_cache, process_run
 
     variant = VARIANTS[name]
     emulator, estimator = load_shipped_emulator(), load_shipped_estimator()
@@ -224,7 +224,7 @@ def run_misspecified_benchmark(
     from lor.inference.misspecification import VARIANTS
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
-    from lor.pipeline.processing import limit_compute_threads
+    from lor.runs.processing import limit_compute_threads
 
     limit_compute_threads()
     names = list(variants or VARIANTS)

@@ -5,7 +5,7 @@ with the shipped emulator (interim prior -> fluxes -> LSST 10-year data model, i
 written as a Rubin Object table and ingested; the shipped estimator and emulator are
 registered. Three runs then process the same objects with the same models, side by side:
 
-- in-process (:func:`lor.pipeline.processing.process_run`, no broker);
+- in-process (:func:`lor.runs.processing.process_run`, no broker);
 - real Celery workers (``celery -A workers.app worker``) with 1 and with 2 pool processes,
   on the configured Redis broker and a private queue, dispatched with ``lor.dispatch_run``
   and timed until the run is marked complete.
@@ -101,7 +101,7 @@ def bench_priors(engine: Engine, labels: tuple[str, ...]) -> dict[str, int]:
     from lor.db.model_store import register_prior_version
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
-    from lor.pipeline.demo import INTERIM_PRIOR_NAME
+    from lor.reporting.demo import INTERIM_PRIOR_NAME
 
     record = estimator_prior(load_shipped_estimator().spec).as_record()
     with engine.begin() as conn:
@@ -120,7 +120,7 @@ def bench_priors(engine: Engine, labels: tuple[str, ...]) -> dict[str, int]:
 def create_bench_run(
     engine: Engine, name: str, models: dict[str, int], prior: int, batch: int
 ) -> int:
-    from lor.pipeline.runs import create_run
+    from lor.runs.lifecycle import create_run
 
     queued = create_run(
         engine, RELEASE, name, emulator=models["emulator"], estimator=models["estimator"],
@@ -251,9 +251,9 @@ def run_pipeline_benchmark(
     prior copy), with min and max (:mod:`lor.bench.harness`). ``celery=False`` skips the
     Celery runs.
     """
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.ingest import ingest_catalog
-    from lor.pipeline.processing import (
+    from lor.catalog.ingest import ingest_catalog
+    from lor.reporting.demo import register_shipped_models
+    from lor.runs.processing import (
         clear_processor_cache,
         limit_compute_threads,
         process_run,

@@ -185,7 +185,7 @@ FOCUS: dict[str, dict[str, str]] = {
         "work-item runs' claims and stores (client side)": "processing.py&_claim|processing.py&_store",
         "processor loading and warm-up (before the clock)": "run_processor",
     },
-    "ingest": {"lor ingest (incl. its COPY thread)": "ingest_catalog|pipeline/ingest.py"},
+    "ingest": {"lor ingest (incl. its COPY thread)": "ingest_catalog|catalog/ingest.py"},
     "pipeline": {
         "in-process runs, computing": "_process_run&_compute",
         "in-process runs' claims and stores (client side)": "processing.py&_claim|processing.py&_store",

@@ -220,7 +220,7 @@ def _remaining(engine: Engine, run_id: int) -> int:
 
 def _outcome(engine: Engine, run_id: int, deadline_s: float) -> dict[str, Any]:
     """Wait for the run to complete (up to ``deadline_s``); lost, duplicated, stalled."""
-    from lor.pipeline.runs import run_status
+    from lor.runs.lifecycle import run_status
 
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline and run_status(engine, run_id).run.status != "complete":
@@ -383,8 +383,8 @@ def run_recovery_benchmark(
     batch_size: int = 1000,
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns the figures."""
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.ingest import ingest_catalog
+    from lor.catalog.ingest import ingest_catalog
+    from lor.reporting.demo import register_shipped_models
 
     rng = random.Random(seed)
     out: dict[str, Any] = {"benchmark": "recovery", "git_commit": code_version(),

@@ -7,7 +7,7 @@ run). Then, side by side on the same objects:
 - ``objects_per_s_process``: processing the same objects from scratch (a run of the shipped
   estimator, models loaded before the clock); the first such run is the parent of the rest;
 - ``objects_per_s_prior``: a reprocess run for a new prior version (z0, mass_mean, av_scale
-  changed), processed in-process end to end, set-based (:mod:`lor.pipeline.prior_chunks`:
+  changed), processed in-process end to end, set-based (:mod:`lor.loop.prior_chunks`:
   ranges of the parent's posteriors read in one statement, reweighted from the stored
   params and flags, summaries and the prior-edge check, written by binary COPY with parent
   links, one transaction per range); ``objects_per_s_prior_vs_process`` is its ratio to
@@ -60,8 +60,8 @@ def _flag_fraction(engine, run_id: int) -> tuple[int, float]:  # type: ignore[no
 
 
 def _timed_reprocess(engine, parent: int, **versions: Any) -> tuple[int, int, float]:  # type: ignore[no-untyped-def]
-    from lor.pipeline.processing import clear_processor_cache, process_run, run_processor
-    from lor.pipeline.reprocess import create_reprocess_run
+    from lor.loop.reprocess import create_reprocess_run
+    from lor.runs.processing import clear_processor_cache, process_run, run_processor
 
     queued = create_reprocess_run(engine, parent, config={"batch_size": 2000}, **versions)
     if plans := os.environ.get(PLANS_ENV):  # python -m lor.bench.profile reprocess
@@ -189,7 +189,7 @@ def _loop_validation(tracts: int, per_tract: int, n_mcmc: int, echo=print) -> di
 def _process_rate(engine, release_models: dict[str, int], label: str) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     """Objects and seconds of processing every object from scratch in a new run (its own copy
     of the interim prior), models loaded before the clock as for a reprocess run."""
-    from lor.pipeline.processing import clear_processor_cache, process_run, run_processor
+    from lor.runs.processing import clear_processor_cache, process_run, run_processor
 
     prior = bench_priors(engine, (label,))[label]
     run_id = create_bench_run(engine, f"bench-{label}", release_models, prior, 2000)
@@ -212,14 +212,14 @@ def run_reprocess_benchmark(
     own reprocess run, to its own copy of the new prior or calibration version), with min
     and max (:mod:`lor.bench.harness`). ``validation_tracts=0`` skips the loop validation.
     """
+    from lor.catalog.ingest import ingest_catalog
     from lor.db.calibration_store import create_calibration_version
     from lor.db.model_store import register_prior_version
     from lor.hierarchy.reweight import PriorRatio, reweight_by_cubature
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.ingest import ingest_catalog
-    from lor.pipeline.processing import limit_compute_threads
+    from lor.reporting.demo import register_shipped_models
+    from lor.runs.processing import limit_compute_threads
 
     limit_compute_threads()
     with (

@@ -87,9 +87,9 @@ def prepare_posteriors(
 ) -> tuple[int, dict[str, float]]:
     """Simulate, ingest and process ``source_objects``, copy them into ``rows`` posteriors
     with their own positions over :data:`FIELD`; returns (run id, seconds per step)."""
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.ingest import ingest_catalog
-    from lor.pipeline.processing import clear_processor_cache, limit_compute_threads, process_run
+    from lor.catalog.ingest import ingest_catalog
+    from lor.reporting.demo import register_shipped_models
+    from lor.runs.processing import clear_processor_cache, limit_compute_threads, process_run
 
     limit_compute_threads()
     took: dict[str, float] = {}
@@ -202,7 +202,7 @@ def sql_figures(engine: Engine, run_id: int, repeats: int, n_external: int, echo
 
 def export_figures(engine: Engine, run_id: int, repeats: int, tmp: Path, echo: Echo) -> dict:
     """Objects per second of ``lor export`` as HATS, qp and (reference) Parquet."""
-    from lor.pipeline.export import export_run
+    from lor.reporting.export import export_run
 
     out: dict[str, Any] = {}
     for fmt, name in (("parquet", "run.parquet"), ("qp", "run.hdf5"), ("hats", "run_hats")):

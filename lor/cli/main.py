@@ -129,8 +129,8 @@ def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str
            ebv_column: str | None, band_set: str, bands: str | None, hdf5_path: str | None,
            chunk_rows: int | None) -> None:  # fmt: skip
     """Ingest a catalog file (Parquet, FITS, HDF5, CSV) into RELEASE."""
+    from lor.catalog.ingest import CatalogColumns, ingest_catalog
     from lor.config import get_settings
-    from lor.pipeline.ingest import CatalogColumns, ingest_catalog
 
     band_list = None if bands is None else tuple(bands.split(",") if "," in bands else bands)
     flux_default, err_default = (
@@ -166,7 +166,7 @@ def ingest(path: Path, release: str, fmt: str | None, units: str, id_column: str
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Report folder.")
 def demo(out: Path | None) -> None:
     """Set up the database and run the main job end to end on the shipped example."""
-    from lor.pipeline.demo import run_demo
+    from lor.reporting.demo import run_demo
 
     run_demo(out, echo=click.echo)
 

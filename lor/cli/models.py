@@ -69,7 +69,7 @@ def register_command(folder: Path | None, shipped: bool) -> None:
         raise click.UsageError("give an artifact FOLDER or --shipped (not both)")
     registry = _registry()
     if shipped:
-        from lor.pipeline.demo import register_shipped_models
+        from lor.reporting.demo import register_shipped_models
 
         ids = register_shipped_models(registry.engine, registry)
         for kind, version_id in ids.items():

@@ -1,8 +1,8 @@
 """``lor run create|extend|dispatch``, ``lor process``, ``lor reprocess``, ``lor worker``,
 ``lor status``, ``lor export`` and ``lor bench pipeline``.
 
-Commands parse arguments and format results; the logic is in :mod:`lor.pipeline.runs`,
-:mod:`lor.pipeline.reprocess`, :mod:`lor.pipeline.processing`, :mod:`lor.pipeline.export` and
+Commands parse arguments and format results; the logic is in :mod:`lor.runs.lifecycle`,
+:mod:`lor.loop.reprocess`, :mod:`lor.runs.processing`, :mod:`lor.reporting.export` and
 :mod:`lor.bench.pipeline`.
 Registered on the main group in :mod:`lor.cli.main` (:func:`register` adds the last two).
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def _processors():  # type: ignore[no-untyped-def]
     """The processors given as the command line's context object (``cli(obj=Processors(f))``,
     how tests inject a processor factory); None: the registry's."""
-    from lor.pipeline.processing import Processors
+    from lor.runs.processing import Processors
 
     return click.get_current_context().find_object(Processors)
 
@@ -77,7 +77,7 @@ def run_create(release: str, name: str | None, emulator: int | None, estimator: 
                lease_s: float | None, max_attempts: int | None,
                mcmc_fallback: bool | None) -> None:  # fmt: skip
     """Create a run over RELEASE and queue the objects its model bundle has not covered."""
-    from lor.pipeline.runs import create_run
+    from lor.runs.lifecycle import create_run
 
     given = {"batch_size": batch_size, "lease_s": lease_s, "max_attempts": max_attempts,
              "mcmc_fallback": mcmc_fallback}  # fmt: skip
@@ -93,7 +93,7 @@ def run_create(release: str, name: str | None, emulator: int | None, estimator: 
 @click.option("--release", required=True, help="A later release.")
 def run_extend(run: str, release: str) -> None:
     """Move RUN (id or name) to a later release, queueing only its new and changed objects."""
-    from lor.pipeline.runs import extend_run
+    from lor.runs.lifecycle import extend_run
 
     queued = extend_run(_engine(), run, release)
     click.echo(f"{_run_line(queued.run)}: queued {queued.enqueued} new or changed objects")
@@ -104,7 +104,7 @@ def run_extend(run: str, release: str) -> None:
 @click.option("--batch-size", type=int, default=None, help="Objects per batch message.")
 def run_dispatch(run: str, batch_size: int | None) -> None:
     """Hand RUN to the Celery workers (sends one dispatch message; safe to repeat)."""
-    from lor.pipeline.runs import get_run
+    from lor.runs.lifecycle import get_run
 
     found = get_run(_engine(), run)
     click.echo(f"{_run_line(found)}: {_dispatch(found.id, batch_size)}")
@@ -127,8 +127,8 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
 
     The processor comes from the run's registered estimator (reprocess runs: reweighting).
     """
-    from lor.pipeline.processing import limit_compute_threads, process_run
-    from lor.pipeline.runs import get_run, run_status
+    from lor.runs.lifecycle import get_run, run_status
+    from lor.runs.processing import limit_compute_threads, process_run
 
     limit_compute_threads()
     engine = _engine()
@@ -195,8 +195,8 @@ def calibrate_command(run: str, free: str, zeropoints: bool, reference_band: str
     scalings (--zeropoints) from the objects' photometry under the fitted prior. Prints the
     fits as JSON; follow with `lor reprocess RUN --prior ID --calibration ID`.
     """
-    from lor.pipeline.calibration import calibrate
-    from lor.pipeline.processing import limit_compute_threads
+    from lor.loop.calibration import calibrate
+    from lor.runs.processing import limit_compute_threads
 
     names = [h.strip() for h in free.split(",") if h.strip()]
     if not names and not zeropoints:
@@ -246,9 +246,9 @@ def reprocess_command(parent_run: str, prior: str | None, calibration: str | Non
     calibration terms changed otherwise), then processes them here, or with --dispatch on the
     Celery workers. New rows are written; the parent's are kept.
     """
-    from lor.pipeline.processing import limit_compute_threads, process_run
-    from lor.pipeline.reprocess import create_reprocess_run
-    from lor.pipeline.runs import run_status
+    from lor.loop.reprocess import create_reprocess_run
+    from lor.runs.lifecycle import run_status
+    from lor.runs.processing import limit_compute_threads, process_run
 
     engine = _engine()
     config: dict[str, int | bool] = {"batch_size": batch_size} if batch_size is not None else {}
@@ -306,7 +306,7 @@ def worker_command(concurrency: int | None, beat: bool, pool: str, loglevel: str
 def status_command(run: str | None, as_json: bool) -> None:
     """Work items of RUN (default: every open run) by state, the rate over the last minute,
     the time left, and STALLED with the reason for a run nothing is processing."""
-    from lor.pipeline.runs import open_run_statuses, run_status
+    from lor.runs.lifecycle import open_run_statuses, run_status
 
     engine = _engine()
     statuses = [run_status(engine, run)] if run else open_run_statuses(engine)
@@ -348,7 +348,7 @@ def status_command(run: str | None, as_json: bool) -> None:
 def export_command(run: str, fmt: str, out: Path | None, chunk_rows: int, z_points: int,
                    no_progress: bool) -> None:  # fmt: skip
     """Write the latest posterior of every object of RUN to Parquet, qp (HDF5) or HATS."""
-    from lor.pipeline.export import default_export_path, export_run
+    from lor.reporting.export import default_export_path, export_run
 
     out = out or default_export_path(run, fmt)
     summary = export_run(

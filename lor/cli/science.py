@@ -31,7 +31,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def _run_id(engine: Engine, run: str | None) -> int | None:
-    from lor.pipeline.runs import get_run
+    from lor.runs.lifecycle import get_run
 
     return None if run is None else get_run(engine, run).id
 

@@ -1,7 +1,7 @@
 """``lor serve`` (the run dashboard) and ``lor truth`` (known redshifts it compares with).
 
 Commands parse and format; the logic is in :mod:`lor.dashboard.app` and
-:mod:`lor.pipeline.truth`. Registered on the main group by :mod:`lor.cli.main`.
+:mod:`lor.catalog.truth`. Registered on the main group by :mod:`lor.cli.main`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def serve_command(port: int, host: str) -> None:
 @click.option("--z-column", default="redshift", show_default=True)
 def truth_command(path: Path, source: str | None, id_column: str, z_column: str) -> None:
     """Load true (or spectroscopic) redshifts by catalog id from PATH into lor.truth."""
+    from lor.catalog.truth import ingest_truth
     from lor.db.engine import make_engine
     from lor.db.migrate import check_schema
-    from lor.pipeline.truth import ingest_truth
 
     engine = make_engine()
     check_schema(engine)

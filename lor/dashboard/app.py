@@ -31,7 +31,7 @@ from lor.db import worker_store
 from lor.db.engine import make_engine
 from lor.db.migrate import check_schema
 from lor.errors import ConfigError, NotFoundError
-from lor.pipeline.runs import run_status
+from lor.runs.lifecycle import run_status
 
 STATIC = Path(__file__).parent / "static"
 READER_ROLE = board.READER_ROLE

@@ -226,7 +226,7 @@ class ModelManager:
 
         Both are required: the estimator makes posteriors, the emulator checks their fit.
         """
-        from lor.pipeline.processing import NoProcessorError
+        from lor.runs.processing import NoProcessorError
 
         if run.estimator_version_id is None:
             raise NoProcessorError(f"run {run.name} (id {run.id}) pins no estimator version")

@@ -1,7 +1,7 @@
 """Prior-chunk slice of the store: the set-based work of prior-only reprocess runs.
 
 A prior change updates each stored posterior of the parent run from its stored parameters
-and the two priors alone (:mod:`lor.pipeline.prior_chunks`), so such a run has no
+and the two priors alone (:mod:`lor.loop.prior_chunks`), so such a run has no
 per-object work items: queueing, claiming and completing one cost PostgreSQL three row
 writes per object, more than the new posterior row itself (measured on 2e4 objects:
 129 us to queue, 42 to claim, 17 to mark done, 36 to COPY the new row). Its work is

@@ -96,7 +96,7 @@ _CLAIM = """WITH picked AS (
     FROM claimed c
     JOIN lor.objects o ON o.tract_id = c.tract_id AND o.object_id = c.object_id {join}"""
 #: The measurements of ``lor.objects`` (alias ``o``) a processor reads, by
-#: :class:`lor.pipeline.processing.ObjectBatch` field: (SQL, binary type). Claims here and the
+#: :class:`lor.runs.processing.ObjectBatch` field: (SQL, binary type). Claims here and the
 #: prior-chunk loader (:mod:`lor.db.prior_chunk_store`) read the same columns.
 OBJECT_PHOTOMETRY_COLUMNS = {
     "flux": ("o.flux", "float4"),

@@ -1,7 +1,7 @@
 """Worker slice of the store: heartbeats of the processes that claim work, and who holds what.
 
 A claim names its holder (``work_items.claimed_by``, ``host:pid``); the holder beats in
-``lor.workers`` every few seconds (:mod:`lor.pipeline.heartbeat`). A holder silent for longer
+``lor.workers`` every few seconds (:mod:`lor.runs.heartbeat`). A holder silent for longer
 than the dead-after time is dead, and its claims go back to pending at the next sweep
 (:func:`lor.db.queue_store.requeue_expired`) instead of at the end of the lease. Functions
 take an open ``Connection`` inside the caller's transaction.

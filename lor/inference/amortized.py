@@ -1,7 +1,7 @@
 """Amortized inference for a batch of catalog objects: photometry -> posteriors + flags.
 
 Pure (no database): :class:`PhotometryPosteriors` takes arrays and returns stored parameters,
-the 24 summary columns and flag bits; :mod:`lor.pipeline.processing` wraps it as a run's
+the 24 summary columns and flag bits; :mod:`lor.runs.processing` wraps it as a run's
 processor. Order of work per batch: drop unusable bands (flagged), undo Galactic extinction,
 apply the run's calibration (zeropoint offsets, noise scales), one network pass, summaries,
 then the OOD checks (input density, prior edges, posterior-predictive chi-square).

@@ -16,11 +16,15 @@ if TYPE_CHECKING:
     from lor.posteriors.base import PosteriorRepresentation
 
 
+OUTLIER_CUT = 0.15
+"""Catastrophic outlier threshold on ``|dz| = |z_phot - z_true| / (1 + z_true)``."""
+
+
 def photoz_metrics(z_phot: np.ndarray, z_true: np.ndarray) -> dict[str, float]:
     dz = (z_phot - z_true) / (1.0 + z_true)
     return {
         "sigma_nmad": float(1.4826 * np.median(np.abs(dz - np.median(dz)))),
-        "outlier_frac": float(np.mean(np.abs(dz) > 0.15)),
+        "outlier_frac": float(np.mean(np.abs(dz) > OUTLIER_CUT)),
         "bias": float(np.median(dz)),
     }
 

@@ -56,8 +56,8 @@ def export_hats(
         raise HatsExportError(
             f"HATS export needs hats-import: pip install 'lor[interop]' ({exc})"
         ) from exc
-    from lor.pipeline.export import export_run
-    from lor.pipeline.runs import get_run, run_as_dict
+    from lor.reporting.export import export_run
+    from lor.runs.lifecycle import get_run, run_as_dict
     from lor.version import code_version
 
     out = Path(out).absolute()

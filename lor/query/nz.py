@@ -93,7 +93,7 @@ def run_nz(
     """n(z) of the posteriors of ``run`` that satisfy ``where`` (SQL over the columns of
     ``lor.run_posteriors``), per tomographic bin if ``assign`` is ``median`` (bin of z_q50)
     or ``probability`` (bin of largest P(z in bin), at least ``p_min``)."""
-    from lor.pipeline.runs import get_run
+    from lor.runs.lifecycle import get_run
 
     check_grid(zmin, zmax, n)
     check_edges(edges, assign)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from lor.cli.main import cli
 from lor.errors import ConfigError
-from lor.pipeline.runs import check_run_config, create_run
+from lor.runs.lifecycle import check_run_config, create_run
 from tests.workers.support import ingest_synthetic
 
 
@@ -21,7 +21,7 @@ from tests.workers.support import ingest_synthetic
 def bare_run(lor_env: str, engine: Engine, tmp_path: Path) -> Iterator[dict[str, int]]:
     """The shipped models and interim prior registered, 20 objects ingested as DR1 and a run
     ``base`` over them created (nothing processed)."""
-    from lor.pipeline.demo import register_shipped_models
+    from lor.reporting.demo import register_shipped_models
 
     ids = register_shipped_models(engine)
     ingest_synthetic(engine, tmp_path, 20)
@@ -61,7 +61,7 @@ def test_calibrate_without_posteriors_is_a_clean_error(bare_run: dict[str, int])
 
 def test_unknown_run_config_keys_are_refused() -> None:
     """Was: stored with the run and silently ignored (a misspelt ``mcmc_falback``)."""
-    from lor.pipeline.runs import RUN_CONFIG_KEYS
+    from lor.runs.lifecycle import RUN_CONFIG_KEYS
 
     with pytest.raises(ConfigError, match=r"unknown run config keys \['mcmc_falback'\]"):
         check_run_config({"batch_size": 10, "lease_s": 60, "max_attempts": 3, "mcmc_falback": 1})

@@ -1,4 +1,4 @@
-"""Contract tests over the processors (:class:`lor.pipeline.processing.Processor`): every
+"""Contract tests over the processors (:class:`lor.runs.processing.Processor`): every
 estimator family in the estimator registry has a registered processor factory, every
 registered factory imports, and every processor kind -- inference and reprocessing, built
 here from the shipped models without a database -- answers a batch as
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from lor.inference.flags import Flag
-from lor.pipeline.processing import (
+from lor.posteriors.registry import get_representation
+from lor.runs.processing import (
     ESTIMATOR_PROCESSORS,
     REPROCESS_PROCESSOR,
     ObjectBatch,
@@ -23,7 +24,6 @@ from lor.pipeline.processing import (
     PriorReweightingProcessor,
     Processor,
 )
-from lor.posteriors.registry import get_representation
 
 N_OBJECTS = 120
 
@@ -64,7 +64,7 @@ def batch(models: tuple[Any, Any]) -> ObjectBatch:
 @pytest.fixture(scope="module")
 def amortized(models: tuple[Any, Any]) -> Any:
     from lor.inference.amortized import PhotometryPosteriors
-    from lor.pipeline.amortized_processor import AmortizedProcessor
+    from lor.runs.amortized_processor import AmortizedProcessor
 
     return AmortizedProcessor(PhotometryPosteriors(*models), None)
 
@@ -81,7 +81,7 @@ def case(
     from lor.hierarchy.reweight import PosteriorReweighter
     from lor.inference.amortized import PhotometryPosteriors
     from lor.inference.prior_registry import estimator_prior
-    from lor.pipeline.reprocess_processor import ReprocessProcessor
+    from lor.loop.reprocess_processor import ReprocessProcessor
 
     estimator, _ = models
     old = estimator_prior(estimator.spec)

@@ -10,8 +10,8 @@ from sqlalchemy.exc import DBAPIError
 
 from lor.dashboard.app import reader_engine
 from lor.db.truth_store import load_truth
-from lor.pipeline.heartbeat import Heartbeat
-from lor.pipeline.processing import claim_objects
+from lor.runs.heartbeat import Heartbeat
+from lor.runs.processing import claim_objects
 from tests.db.test_posterior_views import processed_run
 
 PNG = b"\x89PNG"
@@ -74,7 +74,7 @@ def test_runs_progress_holders_failures_and_plots(engine, tmp_path: Path, dashbo
 
 
 def test_holders_are_shown_with_their_heartbeat(engine, tmp_path: Path, dashboard) -> None:  # type: ignore[no-untyped-def]
-    from lor.pipeline.runs import create_run
+    from lor.runs.lifecycle import create_run
     from tests.workers.support import ingest_synthetic
 
     ingest_synthetic(engine, tmp_path, 30)

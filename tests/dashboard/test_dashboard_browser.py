@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 
 from lor.db.truth_store import load_truth
-from lor.pipeline.processing import process_batch
-from lor.pipeline.runs import create_run
+from lor.runs.lifecycle import create_run
+from lor.runs.processing import process_batch
 from tests.db.test_posterior_views import GmmProcessor, gmm_flow, register_estimator_row
 from tests.workers.support import ingest_synthetic, wait_for
 

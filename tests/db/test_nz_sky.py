@@ -16,12 +16,12 @@ from astropy.coordinates import SkyCoord
 from sqlalchemy import Engine, text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
-from lor.pipeline.ingest import ingest_catalog
-from lor.pipeline.processing import process_run
-from lor.pipeline.runs import create_run
+from lor.catalog.ingest import ingest_catalog
 from lor.posteriors.synthetic import random_params
 from lor.query import nz as nzq
 from lor.query import sky
+from lor.runs.lifecycle import create_run
+from lor.runs.processing import process_run
 from tests.db.test_posterior_views import GmmProcessor, gmm_flow, register_estimator_row
 from tests.pipeline.catalog_files import write_catalog
 

@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import Engine, text
 
 from lor.bench.sql_tract import SQL_FIRST_ID, SQL_TRACT, fabricate_tract
+from lor.catalog.ingest import ingest_catalog
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine
 from lor.db.migrate import downgrade, upgrade
-from lor.pipeline.ingest import ingest_catalog
-from lor.pipeline.processing import ObjectBatch, PosteriorBatch, process_run
-from lor.pipeline.runs import create_run, extend_run
 from lor.posteriors import GaussianMixtureFlow
 from lor.posteriors.synthetic import random_params
+from lor.runs.lifecycle import create_run, extend_run
+from lor.runs.processing import ObjectBatch, PosteriorBatch, process_run
 from tests.pipeline.catalog_files import write_catalog
 from tests.workers.support import ingest_synthetic
 

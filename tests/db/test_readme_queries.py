@@ -16,10 +16,10 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from lor.bench.synthetic_catalog import synthetic_object_table
-from lor.pipeline.ingest import ingest_catalog
-from lor.pipeline.processing import ObjectBatch, PosteriorBatch, process_run
-from lor.pipeline.runs import create_run
+from lor.catalog.ingest import ingest_catalog
 from lor.posteriors.base import LOG_MSTAR_INDEX, REDSHIFT_INDEX
+from lor.runs.lifecycle import create_run
+from lor.runs.processing import ObjectBatch, PosteriorBatch, process_run
 from tests.db.test_posterior_views import GmmProcessor, gmm_flow, register_estimator_row
 from tests.pipeline.catalog_files import write_catalog
 

@@ -14,11 +14,11 @@ def example_run(lor_env: str, engine: Engine) -> Iterator[tuple]:
 
     Runs the real amortized processor (no test factory), and leaves no processor cached.
     """
-    from lor.pipeline import processing
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.example_catalog import EXAMPLE_CATALOG
-    from lor.pipeline.ingest import ingest_catalog
-    from lor.pipeline.runs import create_run
+    from lor.catalog.example import EXAMPLE_CATALOG
+    from lor.catalog.ingest import ingest_catalog
+    from lor.reporting.demo import register_shipped_models
+    from lor.runs import processing
+    from lor.runs.lifecycle import create_run
 
     processing.clear_processor_cache()
     ids = register_shipped_models(engine)

@@ -86,7 +86,7 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
     from lor.cli.main import cli
     from lor.db.calibration_store import survey_terms, terms_by_tract
     from lor.db.models import CalibrationVersion
-    from lor.pipeline.reprocess import create_reprocess_run
+    from lor.loop.reprocess import create_reprocess_run
 
     run, _ = example_run
     args = ["calibrate", "base", "--zeropoints", "--name", "zp-cal", "--min-objects", "100",

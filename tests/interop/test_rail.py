@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, text
 
-from lor.pipeline.example_catalog import EXAMPLE_CATALOG, EXAMPLE_TRUTH
+from lor.catalog.example import EXAMPLE_CATALOG, EXAMPLE_TRUTH
 from tests.hierarchy.conftest import example_run  # noqa: F401  (fixture)
 
 rail_stage = pytest.importorskip("rail.core.stage")

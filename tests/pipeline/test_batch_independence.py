@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from lor.inference.flags import Flag
-from lor.pipeline.processing import Processor, clear_processor_cache, process_run, run_processor
+from lor.runs.processing import Processor, clear_processor_cache, process_run, run_processor
 
 SIZES = (500, 2000)
 #: Columns that record which run and worker wrote a row, not what was computed.
@@ -57,10 +57,10 @@ def _assert_same_rows(
 def test_batch_size_changes_nothing_stored(lor_env: str, engine: Engine) -> None:
     """The example catalog (1,999 objects) in four batches of 500 and in one of 2,000."""
     from lor.bench.pipeline import bench_priors
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.example_catalog import EXAMPLE_CATALOG
-    from lor.pipeline.ingest import ingest_catalog
-    from lor.pipeline.runs import create_run
+    from lor.catalog.example import EXAMPLE_CATALOG
+    from lor.catalog.ingest import ingest_catalog
+    from lor.reporting.demo import register_shipped_models
+    from lor.runs.lifecycle import create_run
 
     clear_processor_cache()
     ids = register_shipped_models(engine)
@@ -88,7 +88,7 @@ def _reprocess_in_batches(engine: Engine, parent: int) -> None:
     from lor.db.model_store import register_prior_version
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
-    from lor.pipeline.reprocess import PRIOR_CHUNKS, create_reprocess_run
+    from lor.loop.reprocess import PRIOR_CHUNKS, create_reprocess_run
 
     interim = estimator_prior(load_shipped_estimator().spec)
     change = {"z0": 0.7, "av_scale": 0.4} if interim.family == "population" else {

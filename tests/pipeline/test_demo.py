@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from lor.pipeline.demo import run_demo
-from lor.pipeline.processing import clear_processor_cache
+from lor.reporting.demo import run_demo
+from lor.runs.processing import clear_processor_cache
 
 
 def test_demo_runs_end_to_end_and_is_repeatable(lor_env: str, engine, tmp_path: Path) -> None:

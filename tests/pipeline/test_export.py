@@ -13,11 +13,11 @@ from sqlalchemy import Engine, text
 
 from lor.cli.main import LorGroup
 from lor.cli.runs import export_command
-from lor.pipeline.export import ExportError, export_run, representation_for
-from lor.pipeline.processing import process_run
-from lor.pipeline.runs import create_run, get_run
 from lor.posteriors.base import SUMMARY_COLUMNS
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
+from lor.reporting.export import ExportError, export_run, representation_for
+from lor.runs.lifecycle import create_run, get_run
+from lor.runs.processing import process_run
 from tests.db.test_posterior_views import GmmProcessor, gmm_flow, processed_run
 from tests.workers.processors import FluxProcessor
 from tests.workers.support import ingest_synthetic

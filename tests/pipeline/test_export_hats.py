@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from lor.pipeline.export import export_run
+from lor.reporting.export import export_run
 from tests.db.test_posterior_views import processed_run
 
 lsdb = pytest.importorskip("lsdb")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lor.pipeline.hashing import as_words, hash64, hash128_uuid
+from lor.catalog.hashing import as_words, hash64, hash128_uuid
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
+from lor.catalog.ingest import CatalogColumns, ingest_catalog
 from lor.errors import IngestError
-from lor.pipeline.ingest import CatalogColumns, ingest_catalog
 from lor.units import abmag_to_njy
 from tests.pipeline.catalog_files import write_catalog
 
@@ -209,7 +209,7 @@ def test_magnitude_catalog_without_tracts(engine, tmp_path: Path) -> None:
         }
         scheme = conn.execute(text("SELECT DISTINCT scheme FROM lor.tracts")).scalars().all()
     assert scheme == ["healpix-nest-32"]
-    from lor.pipeline.tracts import healpix_tracts
+    from lor.catalog.tracts import healpix_tracts
 
     expected = healpix_tracts(cols["ra"], cols["dec"])
     assert [rows[i].tract_id for i in range(n)] == expected.tolist()
@@ -229,7 +229,7 @@ def test_magnitude_catalog_without_tracts(engine, tmp_path: Path) -> None:
 
 def test_tract_schemes_do_not_mix(engine, tmp_path: Path) -> None:
     """Catalog tract ids that collide with HEALPix-derived ones are refused, not merged."""
-    from lor.pipeline.tracts import healpix_tracts
+    from lor.catalog.tracts import healpix_tracts
 
     table = synthetic_object_table(50, seed=10)
     pix = healpix_tracts(table["coord_ra"].to_numpy(), table["coord_dec"].to_numpy())

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
-from lor.pipeline.ingest import ingest_catalog
+from lor.catalog.ingest import ingest_catalog
 from tests.pipeline.catalog_files import write_catalog
 
 

@@ -11,15 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import text
 
+from lor.catalog.example import example_paths
+from lor.catalog.ingest import CatalogColumns, ingest_catalog
 from lor.emulators.registry import SHIPPED_DIR, SHIPPED_EMULATORS, register_emulator
 from lor.errors import ConfigError
 from lor.inference.flags import Flag
 from lor.inference.registry import SHIPPED_ESTIMATORS, register_estimator
-from lor.pipeline.example_catalog import example_paths
-from lor.pipeline.export import export_run
-from lor.pipeline.ingest import CatalogColumns, ingest_catalog
-from lor.pipeline.processing import clear_processor_cache, process_run
-from lor.pipeline.runs import create_run
+from lor.reporting.export import export_run
+from lor.runs.lifecycle import create_run
+from lor.runs.processing import clear_processor_cache, process_run
 
 BAND_SET = "lsst-euclid"
 

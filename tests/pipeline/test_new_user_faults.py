@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
+from lor.catalog.example import EXAMPLE_TRUTH
+from lor.catalog.ingest import CatalogColumns, ingest_catalog
 from lor.cli.main import LorGroup
 from lor.cli.runs import export_command
 from lor.errors import IngestError
-from lor.pipeline.demo import _plot_photoz
-from lor.pipeline.example_catalog import EXAMPLE_TRUTH
-from lor.pipeline.ingest import CatalogColumns, ingest_catalog
+from lor.reporting.demo import _plot_photoz
 from tests.db.test_posterior_views import processed_run
 from tests.pipeline.catalog_files import write_catalog
 

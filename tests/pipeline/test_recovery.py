@@ -19,10 +19,10 @@ from sqlalchemy import text
 
 from lor.config import get_settings
 from lor.db import worker_store
-from lor.pipeline import processing
-from lor.pipeline.heartbeat import Heartbeat
-from lor.pipeline.processing import claim_objects, process_run
-from lor.pipeline.runs import create_run, run_status
+from lor.runs import processing
+from lor.runs.heartbeat import Heartbeat
+from lor.runs.lifecycle import create_run, run_status
+from lor.runs.processing import claim_objects, process_run
 from tests.workers.processors import FluxProcessor
 from tests.workers.support import exactly_once, ingest_synthetic, wait_for
 

@@ -22,8 +22,10 @@ from lor.db.calibration_store import create_calibration_version
 from lor.db.queue_store import posterior_ids
 from lor.db.run_store import Run
 from lor.errors import ConfigError, NotFoundError
-from lor.pipeline import processing
-from lor.pipeline.processing import (
+from lor.loop.reprocess import affected_tracts, create_reprocess_run
+from lor.runs import processing
+from lor.runs.lifecycle import create_run, run_status
+from lor.runs.processing import (
     ObjectBatch,
     PosteriorBatch,
     Processors,
@@ -32,8 +34,6 @@ from lor.pipeline.processing import (
     load_processor,
     process_run,
 )
-from lor.pipeline.reprocess import affected_tracts, create_reprocess_run
-from lor.pipeline.runs import create_run, run_status
 from tests.workers.processors import FluxProcessor
 from tests.workers.support import exactly_once, ingest_synthetic
 
@@ -276,7 +276,7 @@ def test_reprocess_command(lor_env: str, engine: Engine, parent: dict[str, Any])
 
 
 def _example_subset(tmp_path: Path, n: int) -> Path:
-    from lor.pipeline.example_catalog import EXAMPLE_CATALOG
+    from lor.catalog.example import EXAMPLE_CATALOG
 
     path = tmp_path / "example_subset.parquet"
     pq.write_table(pq.read_table(EXAMPLE_CATALOG).slice(0, n), path)
@@ -287,10 +287,10 @@ def test_real_reweighting_of_a_few_example_objects(
     lor_env: str, engine: Engine, tmp_path: Path
 ) -> None:
     """Shipped models, interim prior -> a new mass function and a new calibration in one tract."""
+    from lor.catalog.ingest import ingest_catalog
     from lor.db.model_store import register_prior_version
     from lor.inference.prior import INTERIM_HYPERPARAMETERS, PopulationPrior
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.ingest import ingest_catalog
+    from lor.reporting.demo import register_shipped_models
 
     clear_processor_cache()
     ids = register_shipped_models(engine)
@@ -437,11 +437,11 @@ def test_prior_ranges_store_what_work_items_store(
     lor_env: str, engine: Engine, tmp_path: Path
 ) -> None:
     """Shipped models: a prior change through ranges and through work items, same rows."""
+    from lor.catalog.ingest import ingest_catalog
     from lor.db.model_store import register_prior_version
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
-    from lor.pipeline.demo import register_shipped_models
-    from lor.pipeline.ingest import ingest_catalog
+    from lor.reporting.demo import register_shipped_models
 
     clear_processor_cache()
     ids = register_shipped_models(engine)

@@ -11,10 +11,10 @@ from sqlalchemy import text
 
 from lor.bands import load_band_set
 from lor.bench.synthetic_catalog import synthetic_object_table
+from lor.catalog.ingest import CatalogColumns, ingest_catalog
 from lor.db import catalog_store
 from lor.errors import ConfigError
-from lor.pipeline.ingest import CatalogColumns, ingest_catalog
-from lor.pipeline.runs import create_run, extend_run
+from lor.runs.lifecycle import create_run, extend_run
 from tests.pipeline.catalog_files import write_catalog
 
 

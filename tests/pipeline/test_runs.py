@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
+from lor.catalog.ingest import ingest_catalog
 from lor.db import queue_store as queue
 from lor.errors import ConfigError, NotFoundError
-from lor.pipeline import processing
-from lor.pipeline.ingest import ingest_catalog
-from lor.pipeline.processing import (
+from lor.runs import processing
+from lor.runs.lifecycle import create_run, extend_run, get_run, run_status
+from lor.runs.processing import (
     NoProcessorError,
     Processors,
     claim_objects,
@@ -29,7 +30,6 @@ from lor.pipeline.processing import (
     process_batch,
     process_run,
 )
-from lor.pipeline.runs import create_run, extend_run, get_run, run_status
 from lor.version import code_version
 from tests.pipeline.catalog_files import write_catalog
 from tests.workers.processors import FLAG_MISSING, FluxProcessor, expected_params, flux_processor

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from lor.cli.main import cli
 from lor.db.engine import make_engine
-from lor.pipeline.processing import Processors, clear_processor_cache
+from lor.runs.processing import Processors, clear_processor_cache
 from tests.workers.processors import flux_processor
 from tests.workers.support import exactly_once, ingest_synthetic
 

@@ -5,7 +5,7 @@ process (``python -m tests.workers.cli process RUN``): the command line's entry 
 from __future__ import annotations
 
 from lor.cli.main import cli
-from lor.pipeline.processing import Processors
+from lor.runs.processing import Processors
 from tests.workers.processors import flux_processor
 
 if __name__ == "__main__":

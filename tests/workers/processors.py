@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from lor.db.run_store import Run
-from lor.pipeline.processing import ObjectBatch, PosteriorBatch
+from lor.runs.processing import ObjectBatch, PosteriorBatch
 
 #: OOD bit the test processor sets for an object with any NaN flux.
 FLAG_MISSING = 1
@@ -71,5 +71,5 @@ def expected_params(flux: np.ndarray, flux_err: np.ndarray, tract_id: int) -> np
 
 
 def flux_processor(conn: Connection, run: Run) -> FluxProcessor:
-    """Processor factory (:data:`lor.pipeline.processing.ProcessorFactory`) for test processes."""
+    """Processor factory (:data:`lor.runs.processing.ProcessorFactory`) for test processes."""
     return FluxProcessor(delay_s=float(os.environ.get("LOR_TEST_PROCESSOR_DELAY_S", "0")))

@@ -10,7 +10,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
-from lor.pipeline.ingest import ingest_catalog
+from lor.catalog.ingest import ingest_catalog
 from tests.pipeline.catalog_files import write_catalog
 
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from lor.db.admin import temporary_database
-from lor.pipeline.runs import create_run, run_status
+from lor.runs.lifecycle import create_run, run_status
 from tests.workers.conftest import RABBITMQ_URL, Workers
 from tests.workers.support import exactly_once, ingest_synthetic, wait_for
 from workers.app import make_app

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from lor.pipeline.runs import create_run, run_status
+from lor.runs.lifecycle import create_run, run_status
 from tests.workers.conftest import Workers
 from tests.workers.support import exactly_once, ingest_synthetic, wait_for
 from workers.app import make_app

@@ -3,7 +3,7 @@
 -- lease. Edit by adding a new file and a new migration, never in place.
 --
 -- A claim records its holder in work_items.claimed_by (host:pid); the holder writes its
--- heartbeat here every few seconds (lor.pipeline.heartbeat). Claims whose holder has not
+-- heartbeat here every few seconds (lor.runs.heartbeat). Claims whose holder has not
 -- beaten for longer than the sweeper's dead-after time are requeued like expired ones; a
 -- holder without a row (a process that never beat) keeps the lease as its only bound.
 

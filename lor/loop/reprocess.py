@@ -4,7 +4,7 @@ Steps 2 and 3 of the model's life cycle form a loop: a new prior or calibration 
 stored posteriors stale. A *reprocess run* (kind ``reprocess``) fixes that without running
 inference again: it names the run whose posteriors it updates (``parent_run_id``), pins the
 new prior and calibration versions next to the parent's emulator, estimator and release, and
-queues only the affected objects. Its processor (:mod:`lor.pipeline.reprocess_processor`)
+queues only the affected objects. Its processor (:mod:`lor.loop.reprocess_processor`)
 importance-reweights each parent posterior by new/old prior and new/old calibration
 likelihood and stores the refit as a new row (method ``reweighted``, ``parent_posterior_id``
 set); the parent's rows are never touched.
@@ -24,14 +24,14 @@ from lor.db import run_store as store
 from lor.db.prior_chunk_store import enqueue_chunks
 from lor.db.run_store import Run
 from lor.errors import ConfigError
-from lor.pipeline.runs import QueuedRun, check_run_config
+from lor.runs.lifecycle import QueuedRun, check_run_config
 from lor.version import code_version
 
 #: Run settings a reprocess run takes from its parent unless told otherwise: how its
 #: posteriors were made should be how their updates are made.
 INHERITED_CONFIG = ("mcmc_fallback",)
 #: Run config key of a prior-only reprocess run: objects per range of the parent run's
-#: posteriors (:mod:`lor.pipeline.prior_chunks`); 0 queues work items instead.
+#: posteriors (:mod:`lor.loop.prior_chunks`); 0 queues work items instead.
 PRIOR_CHUNKS = "prior_chunk_objects"
 PRIOR_CHUNK_OBJECTS = 16_384
 """Default range: ~12 MB of parent rows, one transaction of a fraction of a second."""

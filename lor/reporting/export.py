@@ -37,9 +37,9 @@ from lor.db.model_store import model_version
 from lor.db.posterior_store import PosteriorManager
 from lor.db.run_store import Run
 from lor.errors import LorError
-from lor.pipeline.runs import run_as_dict
 from lor.posteriors.base import SUMMARY_COLUMNS, PosteriorRepresentation, RepresentationError
 from lor.posteriors.registry import from_row, get_representation
+from lor.runs.lifecycle import run_as_dict
 from lor.version import code_version
 
 FORMATS = ("parquet", "qp", "hats")

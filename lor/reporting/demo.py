@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from lor.catalog.example import EXAMPLE_CATALOG, EXAMPLE_TRUTH
+from lor.catalog.ingest import ingest_catalog
+from lor.catalog.truth import ingest_truth
 from lor.config import get_settings
 from lor.db.engine import make_engine
 from lor.db.migrate import upgrade
 from lor.db.registry import Registry
-from lor.pipeline.example_catalog import EXAMPLE_CATALOG, EXAMPLE_TRUTH
-from lor.pipeline.ingest import ingest_catalog
-from lor.pipeline.truth import ingest_truth
+from lor.inference.validation import OUTLIER_CUT, photoz_metrics
 
 DEMO_RELEASE = "example-DR1"
 INTERIM_PRIOR_NAME = "interim-population-v1"
@@ -56,8 +57,8 @@ def register_shipped_models(engine: Engine, registry: Registry | None = None) ->
 
 def run_demo(out: Path | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
     from lor.errors import NotFoundError
-    from lor.pipeline.processing import process_run
-    from lor.pipeline.runs import create_run, get_run
+    from lor.runs.lifecycle import create_run, get_run
+    from lor.runs.processing import process_run
 
     out = out or get_settings().home / "demo"
     out.mkdir(parents=True, exist_ok=True)
@@ -124,20 +125,6 @@ def run_demo(out: Path | None = None, echo: Callable[[str], None] = print) -> di
     }
 
 
-#: |z_phot - z_true| / (1 + z_true) above this is an outlier (the plot's dashed lines).
-OUTLIER_CUT = 0.15
-
-
-def photoz_metrics(z_true: np.ndarray, z_phot: np.ndarray) -> dict[str, float]:
-    """sigma_NMAD, outlier fraction and bias of dz = (z_phot - z_true) / (1 + z_true)."""
-    dz = (z_phot - z_true) / (1 + z_true)
-    return {
-        "sigma_nmad": float(1.4826 * np.median(np.abs(dz - np.median(dz)))),
-        "outlier_fraction": float(np.mean(np.abs(dz) > OUTLIER_CUT)),
-        "bias": float(np.median(dz)),
-    }
-
-
 def _plot_photoz(rows, path: Path) -> Path:  # type: ignore[no-untyped-def]
     """Photo-z against truth for the example's objects, with a residual panel.
 
@@ -160,7 +147,7 @@ def _plot_photoz(rows, path: Path) -> Path:  # type: ignore[no-untyped-def]
     err = np.clip([[r.z_q50 - r.z_q16 for r in rows], [r.z_q84 - r.z_q50 for r in rows]], 0, None)
     flagged = np.array([r.ood_flags != 0 for r in rows], bool)
     dz = (zp - zt) / (1 + zt)
-    m = photoz_metrics(zt[~flagged], zp[~flagged])
+    m = photoz_metrics(zp[~flagged], zt[~flagged])
     fig, (ax, res) = plt.subplots(
         2, 1, figsize=(6, 7.4), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]}
     )
@@ -182,7 +169,7 @@ def _plot_photoz(rows, path: Path) -> Path:  # type: ignore[no-untyped-def]
     ax.legend(loc="upper left", fontsize=8, markerscale=3)
     ax.set_title(
         f"lor demo: {len(rows)} objects; unflagged: sigma_NMAD = {m['sigma_nmad']:.3f}, "
-        f"outliers = {m['outlier_fraction']:.1%}, bias = {m['bias']:+.4f}",
+        f"outliers = {m['outlier_frac']:.1%}, bias = {m['bias']:+.4f}",
         fontsize=9,
     )
     fig.text(

@@ -9,7 +9,7 @@ under the run's prior and stored with method ``mcmc`` and the FALLBACK flag.
 
 Models, priors and calibration terms come from the database façade
 (:class:`lor.db.registry.Registry`); :func:`calibration_arrays` is shared with the reprocess
-processor (:mod:`lor.pipeline.reprocess_processor`).
+processor (:mod:`lor.loop.reprocess_processor`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lor.db.registry import Registry
 from lor.db.run_store import Run
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
-from lor.pipeline.processing import ObjectBatch, PosteriorBatch
+from lor.runs.processing import ObjectBatch, PosteriorBatch
 from lor.seeds import object_keys
 
 
@@ -69,7 +69,7 @@ class AmortizedProcessor:
 
 def amortized_processor(conn: Connection, run: Run) -> AmortizedProcessor:
     """Processor factory registered for the ``npe_mlp`` estimator family (reads through
-    ``conn``; see :data:`lor.pipeline.processing.ProcessorFactory`)."""
+    ``conn``; see :data:`lor.runs.processing.ProcessorFactory`)."""
     registry = Registry(conn.engine)
     estimator, emulator = registry.models.run_models(conn, run)
     prior = (

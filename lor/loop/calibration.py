@@ -26,7 +26,7 @@ from lor.inference.data_model import DataModel
 from lor.inference.flags import Flag
 from lor.inference.model_error import ModelError
 from lor.inference.prior import PopulationPrior
-from lor.pipeline.runs import get_run
+from lor.runs.lifecycle import get_run
 from lor.version import code_version
 
 METHOD = "hierarchical-importance-sampling"

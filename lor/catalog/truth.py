@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
+from lor.catalog.files import CatalogReader
 from lor.db.truth_store import load_truth
 from lor.errors import IngestError
-from lor.pipeline.catalog_io import CatalogReader
 
 CHUNK_ROWS = 200_000
 

@@ -11,7 +11,7 @@ Fault handling, so one bad object or one lost worker never stalls a run:
 - a batch whose processor raises is split in halves until the failing objects are isolated;
   the rest are stored, and each failing object goes back to pending with its error until it
   has been tried ``max_attempts`` times (run config), when it ends ``failed``;
-- a worker that dies stops beating (:mod:`lor.pipeline.heartbeat`); :func:`requeue_expired`
+- a worker that dies stops beating (:mod:`lor.runs.heartbeat`); :func:`requeue_expired`
   returns its claims seconds later (or when their lease ends, for a holder that never beat);
 - a dropped database connection is retried (:func:`_retrying`); completion is idempotent.
 
@@ -51,8 +51,8 @@ from lor.db.queue_store import PosteriorRows
 from lor.db.run_store import Run
 from lor.db.worker_store import Holder
 from lor.errors import ConfigError, LorError
-from lor.pipeline.heartbeat import Heartbeat, describe_wait, is_dead, requeue_dead
 from lor.posteriors.base import SUMMARY_COLUMNS
+from lor.runs.heartbeat import Heartbeat, describe_wait, is_dead, requeue_dead
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ log = logging.getLogger(__name__)
 #: :data:`ProcessorFactory`). Imported only when a run needs it. The amortized estimator
 #: registers here.
 ESTIMATOR_PROCESSORS: Mapping[str, str] = {
-    "npe_mlp": "lor.pipeline.amortized_processor:amortized_processor"
+    "npe_mlp": "lor.runs.amortized_processor:amortized_processor"
 }
 #: The processor of reprocess runs (whatever their estimator family): "module:callable".
-REPROCESS_PROCESSOR = "lor.pipeline.reprocess_processor:reprocess_processor"
+REPROCESS_PROCESSOR = "lor.loop.reprocess_processor:reprocess_processor"
 #: Database retries after a dropped connection, with exponential backoff from 0.1 s.
 DB_RETRIES = 6
 #: Run processors a process keeps (least recently used dropped first). Each holds its run's
@@ -162,7 +162,7 @@ class Processor(Protocol):
 @runtime_checkable
 class PriorReweightingProcessor(Processor, Protocol):
     """A processor that also updates stored posteriors after a change of prior alone, from
-    their stored rows and flags without the photometry (:mod:`lor.pipeline.prior_chunks`)."""
+    their stored rows and flags without the photometry (:mod:`lor.loop.prior_chunks`)."""
 
     def reweight_prior(
         self, parent_params: np.ndarray, parent_ood_flags: np.ndarray
@@ -498,7 +498,7 @@ def process_batch(
     worker = worker or default_worker()
     run, own = _run_and_processor(engine, run_id, processor, processors)
     if run.config.get("prior_chunk_objects"):  # one range of a prior-only reprocess run
-        from lor.pipeline.prior_chunks import process_chunks
+        from lor.loop.prior_chunks import process_chunks
 
         return process_chunks(engine, run, worker, own, progress=False, limit=1)
     limits = _Limits.of(run, size)
@@ -517,7 +517,7 @@ def requeue_expired(engine: Engine, run_id: int | None = None) -> dict[int, int]
     """Return the claims (of one run, or all) of dead holders and expired leases to pending.
 
     Dead: no heartbeat for ``LOR_DEAD_AFTER_S``, or a process of this host that is gone
-    (:func:`lor.pipeline.heartbeat.requeue_dead`). {run id: items requeued}.
+    (:func:`lor.runs.heartbeat.requeue_dead`). {run id: items requeued}.
     """
     return _retrying(lambda: requeue_dead(engine, run_id), "requeue")
 
@@ -542,7 +542,7 @@ def batches_needed(engine: Engine, run_id: int, size: int | None = None) -> int:
 
     run, pending = _retrying(count, "count")
     if run.config.get("prior_chunk_objects"):  # a prior-only reprocess run: one per range
-        from lor.pipeline.prior_chunks import pending_ranges
+        from lor.loop.prior_chunks import pending_ranges
 
         return _retrying(lambda: pending_ranges(engine, run), "count")
     size = size or int(run.config.get("batch_size", store.DEFAULT_RUN_CONFIG["batch_size"]))
@@ -589,13 +589,13 @@ def process_run(
     and says so through ``echo`` (default: the log), naming each holder and its heartbeat:
     a dead holder's items come back within ``LOR_DEAD_AFTER_S`` and are processed here; a
     live one's are done by it. The run is marked complete when nothing remains. This process
-    beats (:class:`~lor.pipeline.heartbeat.Heartbeat`) while it runs. ``processor`` and
+    beats (:class:`~lor.runs.heartbeat.Heartbeat`) while it runs. ``processor`` and
     ``processors`` as in :func:`process_batch`.
     """
     worker = worker or default_worker()
     run, own = _run_and_processor(engine, run_id, processor, processors)
     if run.config.get("prior_chunk_objects"):  # set-based: no work items, no claims to beat for
-        from lor.pipeline.prior_chunks import process_chunks
+        from lor.loop.prior_chunks import process_chunks
 
         return process_chunks(engine, run, worker, own, progress)
     with Heartbeat(engine, worker, "process"):

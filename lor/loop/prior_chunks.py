@@ -4,7 +4,7 @@ When only the prior changed, each new posterior is a function of the parent post
 stored parameters (and flags) and the two priors: no photometry, no per-object queue. The
 run's work is ranges of the parent run's object ids (:mod:`lor.db.prior_chunk_store`,
 ``prior_chunk_objects`` objects each, queued by
-:func:`lor.pipeline.reprocess.create_reprocess_run`). A range is taken, read, updated and
+:func:`lor.loop.reprocess.create_reprocess_run`). A range is taken, read, updated and
 written in ONE transaction: the range row stays locked (``FOR UPDATE SKIP LOCKED``) while it
 is computed, the new rows go in by binary COPY and the range is marked done at commit.
 
@@ -14,7 +14,7 @@ second row anyway. Provenance is that of every reprocess row: run, method ``rewe
 ``parent_posterior_id``, input hash, worker.
 
 The processor updates a whole range at once with ``reweight_prior`` (see
-:meth:`lor.pipeline.reprocess_processor.ReprocessProcessor.reweight_prior`); rows its
+:meth:`lor.loop.reprocess_processor.ReprocessProcessor.reweight_prior`); rows its
 cubature rule could not update, and every row for a processor without that method, go
 through its ordinary ``process`` with their photometry. While range *i* is computed, one
 database thread stores range *i - 1* and reads range *i + 1*, each on its own connection.
@@ -38,7 +38,7 @@ from lor.db import prior_chunk_store as chunks
 from lor.db import run_store as store
 from lor.db.queue_store import PosteriorRows
 from lor.db.run_store import DEFAULT_RUN_CONFIG, Run
-from lor.pipeline.processing import (
+from lor.runs.processing import (
     BatchCounts,
     ObjectBatch,
     PosteriorBatch,

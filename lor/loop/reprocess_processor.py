@@ -1,6 +1,6 @@
 """The processor of reprocess runs: reweight stored posteriors instead of inferring them again.
 
-:func:`lor.pipeline.processing.load_processor` picks it for every run of kind ``reprocess``.
+:func:`lor.runs.processing.load_processor` picks it for every run of kind ``reprocess``.
 Built once per worker process: the run's estimator and emulator (sha256-verified, as for
 inference), the parent run's prior (the *old* one; the interim prior when the parent pinned
 none) and this run's (the *new* one), and the per-tract terms of the parent's and this run's
@@ -27,8 +27,8 @@ from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
 from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.inference.prior_registry import estimator_prior
-from lor.pipeline.amortized_processor import calibration_arrays
-from lor.pipeline.processing import NoProcessorError, ObjectBatch, PosteriorBatch
+from lor.runs.amortized_processor import calibration_arrays
+from lor.runs.processing import NoProcessorError, ObjectBatch, PosteriorBatch
 from lor.seeds import object_keys
 
 
@@ -83,7 +83,7 @@ class ReprocessProcessor:
     def reweight_prior(
         self, parent_params: np.ndarray, parent_ood_flags: np.ndarray
     ) -> tuple[PosteriorBatch, np.ndarray]:
-        """The set-based path of a prior change (:mod:`lor.pipeline.prior_chunks`): new
+        """The set-based path of a prior change (:mod:`lor.loop.prior_chunks`): new
         posteriors from the stored ones and their flags alone, and the rows (bool) that
         need :meth:`process` with their photometry (the cubature rule fell short)."""
         result, redo = self.reweighter.reweight_prior(parent_params, parent_ood_flags)

@@ -66,7 +66,7 @@ def make_example_catalog(
     return catalog_path, truth_path
 
 
-if __name__ == "__main__":  # python -m lor.pipeline.example_catalog [BAND_SET]
+if __name__ == "__main__":  # python -m lor.catalog.example [BAND_SET]
     import sys
 
     print(make_example_catalog(band_set=sys.argv[1] if len(sys.argv) > 1 else DEFAULT_BAND_SET))

@@ -20,19 +20,19 @@ from sqlalchemy import Engine
 from tqdm.auto import tqdm
 
 from lor.bands import DEFAULT_BAND_SET, BandSet, load_band_set
-from lor.db import catalog_store as store
-from lor.db.copy_binary import encode_rows
-from lor.errors import ConfigError, IngestError
-from lor.pipeline.catalog_io import CatalogReader, Chunk
-from lor.pipeline.hashing import as_words, hash128_uuid, object_ids
-from lor.pipeline.photometry import (
+from lor.catalog.files import CatalogReader, Chunk
+from lor.catalog.hashing import as_words, hash128_uuid, object_ids
+from lor.catalog.photometry import (
     Photometry,
     check_plausible_fluxes,
     flux_unit_scale,
     photometry_from_fluxes,
     photometry_from_mags,
 )
-from lor.pipeline.tracts import HEALPIX_SCHEME, healpix_tracts
+from lor.catalog.tracts import HEALPIX_SCHEME, healpix_tracts
+from lor.db import catalog_store as store
+from lor.db.copy_binary import encode_rows
+from lor.errors import ConfigError, IngestError
 from lor.version import code_version
 
 RUBIN_FLUX = "{band}_cModelFlux"

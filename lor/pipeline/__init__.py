@@ -1,1 +1,0 @@
-"""lor.pipeline."""

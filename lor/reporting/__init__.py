@@ -1,0 +1,1 @@
+"""Results out: export of posteriors and the end-to-end demo with its plots."""

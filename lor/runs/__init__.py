@@ -1,0 +1,1 @@
+"""Processing runs: create/extend runs, the work-item queue loop, processors and their heartbeats."""
