@@ -216,7 +216,10 @@ class PopulationPrior:
         for name in PARAM_NAMES[1:]:  # parents come first in PARAM_NAMES
             dist = self.conditionals(tf.constant(theta))[name]
             theta[:, self._col[name]] = (
-                dist.sample(sample_shape=() if dist.batch_shape.rank else n, seed=int(next(seeds)))
+                dist.sample(
+                    sample_shape=() if dist.batch_shape.rank else n,
+                    seed=(int(next(seeds)), 0),  # a pair: stateless, so draws repeat exactly
+                )
                 .numpy()
                 .reshape(n)
             )

@@ -161,6 +161,9 @@ def test_cone_finds_exactly_the_objects_within_the_radius(
             text("SELECT catalog_id, sep_deg FROM lor.cone_objects(:a, :d, :r)"),
             {"a": ra0, "d": dec0, "r": r},
         ).all()
+        # 600 rows in 16 partitions: with ingest's statistics a sequential scan of each tiny
+        # partition is cheapest, so ask which index the planner uses when scans are ruled out
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(
             conn.execute(
                 text("EXPLAIN SELECT * FROM lor.cone(:a, :d, :r)"),
@@ -176,7 +179,7 @@ def test_cone_finds_exactly_the_objects_within_the_radius(
     rows = sky.cone(engine, ra0, dec0, r)
     assert {row["catalog_id"] - first for row in rows} == want & with_posterior
     assert [row["sep_deg"] for row in rows] == sorted(row["sep_deg"] for row in rows)
-    assert "sky_zone_ra_idx" in plan and "Seq Scan on objects" not in plan  # index searches
+    assert "sky_zone_ra_idx" in plan and "Seq Scan on objects" not in plan, plan
 
 
 def test_crossmatch_returns_the_nearest_object_of_each_position(
