@@ -6,9 +6,10 @@ the repo), in a throwaway database of its own, the full user path:
 1. the variant's catalog (``objects`` galaxies, LSST 10-year depth, i < 25.3, spread over
    ``tracts`` tracts) written as a Rubin Object table and ingested (``lor ingest``);
 2. a run under the shipped models processed in-process (``lor process``): *before*;
-3. Step 2: the free hyperparameters fitted to the stored posteriors (``lor calibrate
-   --free``), then survey SED offsets, error floors, tract zeropoint deviations and noise
-   scalings fitted under that prior (``--zeropoints``);
+3. Step 2 (``lor calibrate --free ... --zeropoints``, :func:`lor.loop.calibration.calibrate`):
+   survey SED offsets, error floors, tract zeropoint deviations and noise scalings under the
+   run's prior; the free hyperparameters on posteriors recomputed under that calibration;
+   the calibration refitted under the fitted prior;
 4. a reprocess run under the new prior and calibration (``lor reprocess``): *after*.
 
 Figures per variant and stage (true redshifts are the catalog's): 68/95% coverage of the
@@ -123,7 +124,7 @@ def run_variant(
     from lor.inference.misspecification import VARIANTS, cached_variant
     from lor.inference.prior_registry import estimator_prior
     from lor.inference.registry import load_shipped_estimator
-    from lor.loop.calibration import calibrate_run, calibrate_zeropoints
+    from lor.loop.calibration import calibrate
     from lor.loop.reprocess import create_reprocess_run
     from lor.reporting.demo import register_shipped_models
     from lor.runs.lifecycle import create_run
@@ -158,13 +159,13 @@ def run_variant(
             engine.dispose()
             return out
         t0 = time.perf_counter()
-        prior_id, hyper = calibrate_run(engine, run.id, list(free), name="step2")
-        out["step2_hyperparameters_s"] = round(time.perf_counter() - t0, 1)
-        cal_id, survey = calibrate_zeropoints(
-            engine, run.id, hyper.prior(prior), name="step2",
-            density_objects=density_objects, density_components=density_components,
-        )  # fmt: skip
+        fitted = calibrate(engine, run.id, free, zeropoints=True, name="step2",
+                          density_objects=density_objects,
+                          density_components=density_components)  # fmt: skip
         out["step2_s"] = round(time.perf_counter() - t0, 1)
+        prior_id, hyper = fitted.prior_version_id, fitted.hyperparameters
+        cal_id, survey = fitted.calibration_version_id, fitted.survey
+        assert hyper is not None and survey is not None
         queued = create_reprocess_run(engine, run.id, prior_id, cal_id, name="after",
                                       config={"batch_size": 2000})  # fmt: skip
         process_run(engine, queued.run.id, progress=False)

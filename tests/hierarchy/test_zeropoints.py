@@ -85,12 +85,13 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
 
     from lor.cli.main import cli
     from lor.db.calibration_store import survey_terms, terms_by_tract
-    from lor.db.models import CalibrationVersion
+    from lor.db.models import CalibrationVersion, PriorVersion
     from lor.loop.reprocess import create_reprocess_run
 
     run, _ = example_run
-    args = ["calibrate", "base", "--zeropoints", "--name", "zp-cal", "--min-objects", "100",
-            "--density-objects", "20000", "--density-components", "16"]  # fmt: skip
+    free = "smf_phi_evolution"  # the default of the shipped (published-relations) prior
+    args = ["calibrate", "base", "--free", free, "--zeropoints", "--name", "zp-cal",
+            "--min-objects", "100", "--density-objects", "20000", "--density-components", "16"]  # fmt: skip
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
     answer = json.loads(out.output.strip().splitlines()[-1])
@@ -99,6 +100,14 @@ def test_calibrate_zeropoints_command_stores_a_calibration_version(
             select(CalibrationVersion).where(CalibrationVersion.name == "zp-cal")
         ).one()
         terms = terms_by_tract(conn, stored.id, BANDS)
+        prior = conn.execute(select(PriorVersion).where(PriorVersion.name == "zp-cal")).one()
+    # SED terms first: the hyperparameter was fitted on posteriors recomputed under a
+    # first-pass survey calibration, and the stored calibration under the fitted prior
+    assert prior.id == answer["prior_version_id"]
+    assert prior.provenance["posteriors"] == "recomputed under the first-pass survey calibration"
+    assert stored.provenance["prior"]["hyperparameters"][free] == pytest.approx(
+        prior.hyperparameters[free]
+    )
     assert stored.id == answer["calibration_version_id"]
     assert stored.method == "survey-population-density-marginal-likelihood"
     assert stored.provenance["fitted_on_run"] == run.id
@@ -156,3 +165,38 @@ def test_survey_fit_reports_an_offset_on_its_bound(emulator, density) -> None:  
     cat = simulate_catalog(2000, emulator, TRUTH, seed=50, zeropoint_offset=sed)
     fit = fit_survey(density, {1: (cat.flux, cat.flux_err)}, BANDS, np.zeros(6), "i")
     assert "sed_offset_u" in fit.at_bound
+
+
+def test_recalibrated_params_are_the_processing_path_under_the_same_terms(emulator) -> None:  # type: ignore[no-untyped-def]
+    """Step 2's posteriors under a first-pass calibration are what a run processed under that
+    calibration would store: same zeropoints, noise scalings and floors, same network."""
+    from lor.hierarchy.survey import SurveyCalibration
+    from lor.hierarchy.zeropoints import TractCalibration
+    from lor.inference.amortized import PhotometryPosteriors
+    from lor.inference.model_error import ModelError
+    from lor.inference.registry import load_shipped_estimator
+    from lor.inference.simulate import simulate_catalog
+    from lor.loop.calibration import recalibrated_params
+
+    cat = simulate_catalog(300, emulator, TRUTH, seed=11)
+    floor = np.array([0.05, 0.03, 0.0, 0.01, 0.02, 0.04])
+    posteriors = PhotometryPosteriors(
+        load_shipped_estimator(), emulator, model_error=ModelError.for_emulator(emulator, floor)
+    )
+    zp = np.array([0.1, -0.05, 0.02, 0.0, 0.03, -0.08])
+    scale = np.array([1.3, 1.0, 0.9, 1.0, 1.1, 1.2])
+    tracts = [TractCalibration(t, BANDS, zp + 0.01 * t, np.zeros(6), scale, np.zeros(6),
+                               np.zeros((0, 0)), "i", 150, True) for t in (1, 2)]  # fmt: skip
+    survey = SurveyCalibration(BANDS, "i", zp, np.zeros(6), floor, np.zeros(6), tracts, 0.01,
+                               [], True)  # fmt: skip
+    halves = {1: (cat.flux[:150], cat.flux_err[:150]), 2: (cat.flux[150:], cat.flux_err[150:]),
+              3: (cat.flux[:10], cat.flux_err[:10])}  # fmt: skip  # tract 3: not fitted, skipped
+    got = recalibrated_params(posteriors, halves, survey)
+    expected = [
+        posteriors.infer(f, e, zeropoint_offset=np.broadcast_to(zp + 0.01 * t, f.shape),
+                         noise_scale=np.broadcast_to(scale, f.shape)).params
+        for t, (f, e) in ((1, halves[1]), (2, halves[2]))
+    ]  # fmt: skip
+    np.testing.assert_allclose(got, np.concatenate(expected), rtol=1e-5, atol=1e-6)
+    unchanged = PhotometryPosteriors(load_shipped_estimator(), emulator)
+    assert not np.allclose(got[:150], unchanged.infer(*halves[1]).params, atol=1e-3)
