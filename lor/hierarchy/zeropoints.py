@@ -34,6 +34,7 @@ the survey's depth cut does not move with the fitted offsets either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,6 +117,93 @@ class PopulationDensity:
                 "noise_scale": density.bias.noise_scale.tolist(),
             }  # fmt: skip
         return density
+
+    def save(self, folder: Path, key: str) -> None:
+        """Write the density as an artifact (JSON spec + ``.npz``, pinned by sha256, never
+        pickled) under ``folder``, with the pin beside it."""
+        from lor.artifacts import write_artifact
+
+        arrays = {"weights": self.weights, "means": self.means,
+                  "covariances": self.covariances, "softening": self.softening}  # fmt: skip
+        spec: dict[str, Any] = {"kind": "population-density", "key": key, "details": self.details}
+        if self.bias is not None:
+            b = self.bias
+            arrays |= {f"bias_{k}": getattr(b, k) for k in _BIAS_ARRAYS}
+            spec["bias"] = {"bands": b.bands, "reference_band": b.reference_band,
+                            "n_objects": b.n_objects, "converged": b.converged,
+                            "details": b.details}  # fmt: skip
+        pin = write_artifact(folder, spec, arrays)
+        (folder / DENSITY_PIN).write_text(pin)
+
+    @classmethod
+    def load(cls, folder: Path, key: str) -> PopulationDensity:
+        """Read a density :meth:`save` wrote; :class:`~lor.errors.ArtifactError` if it is
+        missing, damaged, or made for other inputs."""
+        from lor.artifacts import read_artifact
+        from lor.errors import ArtifactError
+
+        pin = folder / DENSITY_PIN
+        if not pin.is_file():
+            raise ArtifactError(f"no population density at {folder}")
+        spec, arrays = read_artifact(folder, pin.read_text().strip())
+        if spec.get("kind") != "population-density" or spec.get("key") != key:
+            raise ArtifactError(f"{folder} holds a density for other inputs")
+        bias = None
+        if "bias" in spec:
+            b = spec["bias"]
+            bias = TractCalibration(
+                tract_id=-1, bands=list(b["bands"]), reference_band=b["reference_band"],
+                n_objects=int(b["n_objects"]), converged=bool(b["converged"]),
+                details=b["details"], **{k: arrays[f"bias_{k}"] for k in _BIAS_ARRAYS},
+            )  # fmt: skip
+        return cls(arrays["weights"], arrays["means"], arrays["covariances"],
+                   arrays["softening"], details=spec["details"], bias=bias)  # fmt: skip
+
+
+DENSITY_PIN = "spec.sha256"
+_BIAS_ARRAYS = ("zeropoint_offset", "zeropoint_err", "noise_scale", "noise_scale_err", "covariance")
+DENSITY_FORMAT = 1
+"""Bump when :meth:`PopulationDensity.simulate` changes what it computes: cached densities
+made by the old code are then not found."""
+
+
+def cached_density(
+    emulator: Emulator,
+    prior: PopulationPrior,
+    cache_dir: Path | None,
+    n_objects: int = 200_000,
+    n_components: int = 96,
+    seed: int = 0,
+    n_null: int = 50_000,
+) -> PopulationDensity:
+    """:meth:`PopulationDensity.simulate`, kept under ``cache_dir`` by its inputs.
+
+    The density is a deterministic function of the emulator (its spec, which pins its
+    weights), the prior's record, the sizes and the seed; its mixture fit takes minutes, and
+    every Step 2 under the same prior (each first pass of ``lor calibrate``) needs the same
+    one. A damaged or mismatched cache entry is recomputed, never trusted.
+    """
+    import hashlib
+    import json
+
+    from lor.errors import ArtifactError
+
+    if cache_dir is None:
+        return PopulationDensity.simulate(emulator, prior, n_objects=n_objects,
+                                          n_components=n_components, seed=seed, n_null=n_null)  # fmt: skip
+    inputs = {"format": DENSITY_FORMAT, "emulator": emulator.spec, "prior": prior.as_record(),
+              "n_objects": n_objects, "n_components": n_components, "seed": seed,
+              "n_null": n_null}  # fmt: skip
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+    folder = Path(cache_dir) / key
+    try:
+        return PopulationDensity.load(folder, key)
+    except ArtifactError:
+        pass
+    density = PopulationDensity.simulate(emulator, prior, n_objects=n_objects,
+                                         n_components=n_components, seed=seed, n_null=n_null)  # fmt: skip
+    density.save(folder, key)
+    return density
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from lor.config import get_settings
 from lor.db.registry import Registry
 from lor.db.run_store import Run
 from lor.errors import ConfigError
@@ -21,7 +22,7 @@ from lor.hierarchy.calibrate import (
     fit_hyperparameters,
 )
 from lor.hierarchy.survey import DEVIATION_PRIOR_MAG, SurveyCalibration, fit_survey
-from lor.hierarchy.zeropoints import PopulationDensity
+from lor.hierarchy.zeropoints import cached_density
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.data_model import DataModel
 from lor.inference.flags import Flag
@@ -198,9 +199,10 @@ def fit_survey_calibration(
         raise ConfigError(
             f"run {found.name} has no tract with {min_objects} or more usable objects to calibrate"
         )
-    density = PopulationDensity.simulate(
-        emulator, prior, n_objects=density_objects, n_components=density_components, seed=seed
-    )
+    density = cached_density(
+        emulator, prior, get_settings().home / "cache" / "densities",
+        n_objects=density_objects, n_components=density_components, seed=seed,
+    )  # fmt: skip
     ref = bands.index(reference_band)
     fit = fit_survey(
         density, usable, bands, ModelError.for_emulator(emulator).emulator_mag, reference_band,

@@ -200,3 +200,27 @@ def test_recalibrated_params_are_the_processing_path_under_the_same_terms(emulat
     np.testing.assert_allclose(got, np.concatenate(expected), rtol=1e-5, atol=1e-6)
     unchanged = PhotometryPosteriors(load_shipped_estimator(), emulator)
     assert not np.allclose(got[:150], unchanged.infer(*halves[1]).params, atol=1e-3)
+
+
+def test_population_density_cache_round_trips_and_refuses_damage(emulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Step 2's densities are kept by their inputs: the second call reads the first's mixture
+    and null-tract bias exactly; a damaged file, or another prior, is recomputed, not used."""
+    from lor.hierarchy.zeropoints import cached_density
+
+    sizes = {"n_objects": 3000, "n_components": 4, "n_null": 1000}
+    first = cached_density(emulator, TRUTH, tmp_path, **sizes)
+    (entry,) = list(tmp_path.iterdir())
+    again = cached_density(emulator, TRUTH, tmp_path, **sizes)
+    for name in ("weights", "means", "covariances", "softening"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    assert again.bias is not None and first.bias is not None
+    np.testing.assert_array_equal(again.bias.noise_scale, first.bias.noise_scale)
+    assert again.details == first.details
+    weights = entry / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    redone = cached_density(
+        emulator, TRUTH, tmp_path, **sizes
+    )  # recomputed: same inputs, same seed
+    np.testing.assert_allclose(redone.means, first.means)
+    cached_density(emulator, PopulationPrior(), tmp_path, **sizes)
+    assert len(list(tmp_path.iterdir())) == 2
