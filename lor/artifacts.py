@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lor.errors import ArtifactError
+from lor.errors import ArtifactError, ConfigError
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.npz"
@@ -80,15 +80,46 @@ def read_artifact(
     return spec, arrays
 
 
-def load_from_families(
-    folder: Path, sha256: str, families: dict[tuple[str, str], Any], kind: str
-) -> Any:
-    """Verify an artifact, then build it with the class its spec's family + version names."""
-    spec, arrays = read_artifact(folder, sha256)
-    key = (spec.get("family"), spec.get("family_version"))
-    if key not in families:
-        raise ArtifactError(f"{folder}: unknown {kind} family {key}; known: {sorted(families)}")
-    return families[key](spec, arrays)
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
+"""Where the trained artifacts shipped in the package live, one folder per artifact name."""
+
+
+class FamilyRegistry:
+    """One kind of artifact (emulator, estimator): its families by ``(family,
+    family_version)`` and its shipped default per band set, pinned by spec sha256.
+
+    Each family class has ``family``, ``family_version`` and builds itself as
+    ``cls(spec, arrays)`` from a verified artifact; the class is chosen from the spec, never
+    by unpickling. A new family is one module plus its class in the registry's tuple.
+    """
+
+    def __init__(
+        self, kind: str, classes: tuple[Any, ...], shipped: dict[str, tuple[str, str]]
+    ) -> None:
+        self.kind = kind
+        self.families: dict[tuple[str, str], Any] = {
+            (cls.family, cls.family_version): cls for cls in classes
+        }
+        self.shipped = shipped
+
+    def load(self, folder: Path, sha256: str) -> Any:
+        """Verify an artifact, then build it with the class its spec's family + version names."""
+        spec, arrays = read_artifact(folder, sha256)
+        key = (spec.get("family"), spec.get("family_version"))
+        if key not in self.families:
+            raise ArtifactError(
+                f"{folder}: unknown {self.kind} family {key}; known: {sorted(self.families)}"
+            )
+        return self.families[key](spec, arrays)
+
+    def load_shipped(self, band_set: str) -> Any:
+        """The shipped artifact of ``band_set``."""
+        if band_set not in self.shipped:
+            raise ConfigError(
+                f"no shipped {self.kind} for band set {band_set!r}; shipped: {sorted(self.shipped)}"
+            )
+        name, sha = self.shipped[band_set]
+        return self.load(SHIPPED_MODELS_DIR / name, sha)
 
 
 def artifact_sha256(folder: Path) -> str:

@@ -1,9 +1,8 @@
 """Emulator families by name + version, the shipped default, and database registration.
 
-One explicit table maps ``(family, family_version)`` to the class that builds an
-:class:`~lor.emulators.protocol.Emulator` from a verified artifact's spec and arrays;
-artifacts name their family in their spec, and the class is chosen from that (never by
-unpickling). A new family is one module plus its class in :data:`FAMILY_CLASSES`.
+One :class:`~lor.artifacts.FamilyRegistry` maps ``(family, family_version)`` to the class
+that builds an :class:`~lor.emulators.protocol.Emulator` from a verified artifact's spec and
+arrays. A new family is one module plus its class in :data:`FAMILY_CLASSES`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from lor.artifacts import load_from_families
+from lor.artifacts import SHIPPED_MODELS_DIR, FamilyRegistry
 from lor.bands import DEFAULT_BAND_SET
 from lor.emulators.protocol import Emulator
 from lor.emulators.restframe import RestframeEmulator
@@ -24,12 +23,7 @@ FAMILY_CLASSES: tuple[Any, ...] = (SpeculatorEmulator, RestframeEmulator)
 """Every emulator family: each class has ``family``, ``family_version`` and builds itself as
 ``cls(spec, arrays)``."""
 
-FAMILIES: dict[tuple[str, str], Any] = {
-    (cls.family, cls.family_version): cls for cls in FAMILY_CLASSES
-}
-"""The registry: ``(family, family_version)`` -> class."""
-
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+SHIPPED_DIR = SHIPPED_MODELS_DIR
 #: The trained default emulator shipped in the repo, pinned by the sha256 of its spec.
 SHIPPED_EMULATOR = (
     "speculator-lsst-ugrizy",
@@ -43,6 +37,10 @@ SHIPPED_EMULATORS: dict[str, tuple[str, str]] = {
     ),
 }
 """The shipped emulator of each shipped band set (:mod:`lor.bands`), pinned the same way."""
+
+REGISTRY = FamilyRegistry("emulator", FAMILY_CLASSES, SHIPPED_EMULATORS)
+FAMILIES: dict[tuple[str, str], Any] = REGISTRY.families
+"""``(family, family_version)`` -> class."""
 
 
 OTHER_SHIPPED_EMULATORS: dict[str, str] = {
@@ -63,18 +61,14 @@ def named_emulator_pin(name: str) -> tuple[str, str]:
 
 def load_emulator(folder: Path, sha256: str) -> Emulator:
     """Verify an artifact's hash, then build the emulator its spec names."""
-    emulator: Emulator = load_from_families(folder, sha256, FAMILIES, "emulator")
+    emulator: Emulator = REGISTRY.load(folder, sha256)
     return emulator
 
 
 def load_shipped_emulator(band_set: str = DEFAULT_BAND_SET) -> Emulator:
     """The shipped emulator of ``band_set`` (default: LSST ugrizy)."""
-    if band_set not in SHIPPED_EMULATORS:
-        raise ConfigError(
-            f"no shipped emulator for band set {band_set!r}; shipped: {sorted(SHIPPED_EMULATORS)}"
-        )
-    name, sha = SHIPPED_EMULATORS[band_set]
-    return load_emulator(SHIPPED_DIR / name, sha)
+    emulator: Emulator = REGISTRY.load_shipped(band_set)
+    return emulator
 
 
 def register_emulator(engine: Engine, folder: Path, sha256: str) -> int:

@@ -1,9 +1,9 @@
 """Estimator families by name + version, the shipped default estimator (hash-pinned), and
 database registration.
 
-One explicit table maps ``(family, family_version)`` to the class that builds an
-:class:`~lor.inference.protocol.Estimator` from a verified artifact's spec and arrays. A new
-family is one module plus its class in :data:`FAMILY_CLASSES`.
+One :class:`~lor.artifacts.FamilyRegistry` maps ``(family, family_version)`` to the class
+that builds an :class:`~lor.inference.protocol.Estimator` from a verified artifact's spec and
+arrays. A new family is one module plus its class in :data:`FAMILY_CLASSES`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from lor.artifacts import load_from_families
+from lor.artifacts import SHIPPED_MODELS_DIR, FamilyRegistry
 from lor.bands import DEFAULT_BAND_SET
-from lor.errors import ConfigError
 from lor.inference.estimator import AmortizedEstimator
 from lor.inference.protocol import Estimator
 
@@ -23,12 +22,7 @@ FAMILY_CLASSES: tuple[Any, ...] = (AmortizedEstimator,)
 """Every estimator family: each class has ``family``, ``family_version`` and builds itself
 as ``cls(spec, arrays)``."""
 
-FAMILIES: dict[tuple[str, str], Any] = {
-    (cls.family, cls.family_version): cls for cls in FAMILY_CLASSES
-}
-"""The registry: ``(family, family_version)`` -> class."""
-
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+SHIPPED_DIR = SHIPPED_MODELS_DIR
 #: The trained default estimator shipped in the repo, pinned by the sha256 of its spec.
 SHIPPED_ESTIMATOR = (
     "npe-lsst-ugrizy",
@@ -43,21 +37,21 @@ SHIPPED_ESTIMATORS: dict[str, tuple[str, str]] = {
 }
 """The shipped estimator of each shipped band set (:mod:`lor.bands`), pinned the same way."""
 
+REGISTRY = FamilyRegistry("estimator", FAMILY_CLASSES, SHIPPED_ESTIMATORS)
+FAMILIES: dict[tuple[str, str], Any] = REGISTRY.families
+"""``(family, family_version)`` -> class."""
+
 
 def load_estimator(folder: Path, sha256: str) -> Estimator:
     """Verify an artifact's hash, then build the estimator its spec names."""
-    estimator: Estimator = load_from_families(folder, sha256, FAMILIES, "estimator")
+    estimator: Estimator = REGISTRY.load(folder, sha256)
     return estimator
 
 
 def load_shipped_estimator(band_set: str = DEFAULT_BAND_SET) -> Estimator:
     """The shipped estimator of ``band_set`` (default: LSST ugrizy)."""
-    if band_set not in SHIPPED_ESTIMATORS:
-        raise ConfigError(
-            f"no shipped estimator for band set {band_set!r}; shipped: {sorted(SHIPPED_ESTIMATORS)}"
-        )
-    name, sha = SHIPPED_ESTIMATORS[band_set]
-    return load_estimator(SHIPPED_DIR / name, sha)
+    estimator: Estimator = REGISTRY.load_shipped(band_set)
+    return estimator
 
 
 def register_estimator(engine: Engine, folder: Path, sha256: str) -> int:
