@@ -15,6 +15,10 @@ class ConfigError(LorError):
     """Settings or a config file are missing or inconsistent."""
 
 
+class NoProcessorError(ConfigError):
+    """No processor can be built for a run (no estimator pinned, or none registered)."""
+
+
 class StaleSchemaError(LorError):
     """The database schema is not at the revision this code expects."""
 

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from lor.artifacts import ModelStore, content_uri
 from lor.db.models import ModelVersion, PriorVersion
-from lor.errors import ArtifactError, NotFoundError
+from lor.errors import ArtifactError, NoProcessorError, NotFoundError
 
 if TYPE_CHECKING:
     from lor.db.run_store import Run
@@ -226,7 +226,6 @@ class ModelManager:
 
         Both are required: the estimator makes posteriors, the emulator checks their fit.
         """
-        from lor.runs.processing import NoProcessorError
 
         if run.estimator_version_id is None:
             raise NoProcessorError(f"run {run.name} (id {run.id}) pins no estimator version")

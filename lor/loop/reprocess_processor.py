@@ -22,13 +22,13 @@ from lor.db.calibration_store import CalibrationTerms
 from lor.db.prior_store import PriorManager
 from lor.db.registry import Registry
 from lor.db.run_store import Run, get_run
-from lor.errors import ConfigError
+from lor.errors import ConfigError, NoProcessorError
 from lor.inference.amortized import PhotometryPosteriors
 from lor.inference.flags import Flag
 from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.inference.prior_registry import estimator_prior
 from lor.runs.amortized_processor import calibration_arrays
-from lor.runs.processing import NoProcessorError, ObjectBatch, PosteriorBatch
+from lor.runs.processing import ObjectBatch, PosteriorBatch
 from lor.seeds import object_keys
 
 

@@ -50,7 +50,7 @@ from lor.db.copy_binary import UuidColumn
 from lor.db.queue_store import PosteriorRows
 from lor.db.run_store import Run
 from lor.db.worker_store import Holder
-from lor.errors import ConfigError, LorError
+from lor.errors import ConfigError, LorError, NoProcessorError
 from lor.posteriors.base import SUMMARY_COLUMNS
 from lor.runs.heartbeat import Heartbeat, describe_wait, is_dead, requeue_dead
 
@@ -72,10 +72,6 @@ DB_RETRIES = 6
 MAX_CACHED_PROCESSORS = 4
 
 T = TypeVar("T")
-
-
-class NoProcessorError(ConfigError):
-    """No processor can be built for a run (no estimator pinned, or none registered)."""
 
 
 class ProcessorOutputError(LorError):

@@ -106,8 +106,8 @@ def test_calibrate_command_stores_a_prior_version(engine: Engine, example_run) -
 
 def test_marginalizing_needs_a_fitted_prior_version(engine: Engine) -> None:
     from lor.db.model_store import register_prior_version
+    from lor.errors import NoProcessorError
     from lor.loop.reprocess_processor import marginal_prior
-    from lor.runs.processing import NoProcessorError
 
     with engine.begin() as conn:
         manual = register_prior_version(
