@@ -17,12 +17,14 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from lor.bands import DEFAULT_BAND_SET, load_band_set
+from lor.config import load_yaml_config
 from lor.errors import ConfigError
 
 STATE_FILE = "fit_state.npz"
@@ -39,6 +41,49 @@ class FitSettings:
     patience: int
     max_minutes: float
     seed: int
+
+
+@dataclass
+class EmulatorTrainingConfig:
+    """What every emulator family's training config shares: the band set, the data sizes
+    and seed, and the fit loop's settings. A family's config subclasses it with its own
+    defaults and fields (network shape, data recipe)."""
+
+    name: str = ""
+    family: str = ""
+    band_set: str = DEFAULT_BAND_SET
+    """A shipped band set's name or a band-set YAML path (:mod:`lor.bands`)."""
+    bands: list[str] | None = None
+    """Optional: must equal the band set's names (older configs list them)."""
+    n_train: int = 200_000
+    n_val: int = 10_000
+    n_test: int = 20_000
+    seed: int = 1
+    batch_size: int = 1024
+    max_epochs: int = 400
+    learning_rate: float = 2e-3
+    min_learning_rate: float = 1e-5
+    patience: int = 8
+    max_minutes: float = 60.0
+    cosmology: str = "Planck18"
+
+    def __post_init__(self) -> None:
+        names = list(load_band_set(self.band_set).band_names)
+        if self.bands is None:
+            self.bands = names
+        elif list(self.bands) != names:
+            raise ConfigError(
+                f"bands {self.bands} differ from band set {self.band_set!r}'s {names}; "
+                "drop bands or fix band_set"
+            )
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> Self:
+        return load_yaml_config(cls, path)
+
+    def fit_settings(self) -> FitSettings:
+        return FitSettings(self.batch_size, self.max_epochs, self.learning_rate,
+                           self.min_learning_rate, self.patience, self.max_minutes, self.seed)  # fmt: skip
 
 
 def select_device(name: str = "auto") -> str:

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from lor.bands import DEFAULT_BAND_SET, load_band_set
-from lor.config import load_yaml_config
-from lor.emulators.fitting import FitSettings, fit, hardware, select_device
+from lor.bands import load_band_set
+from lor.emulators.fitting import EmulatorTrainingConfig, fit, hardware, select_device
 from lor.emulators.restframe import FAMILY, FAMILY_VERSION, FEATURES, RestframeEmulator
 from lor.errors import ConfigError
 
@@ -34,46 +33,24 @@ bands) changes with redshift, so the emulator's error does too."""
 
 
 @dataclass
-class RestframeConfig:
+class RestframeConfig(EmulatorTrainingConfig):
     name: str = "restframe-lsst-ugrizy"
     family: str = FAMILY
-    band_set: str = DEFAULT_BAND_SET
-    """A shipped band set's name or a band-set YAML path (:mod:`lor.bands`)."""
-    bands: list[str] | None = None
-    """Optional: must equal the band set's names."""
     n_train: int = 500_000
-    n_val: int = 10_000
-    n_test: int = 20_000
     n_pca: int = 12_000
     n_pc: int = 96
     dz: float = 0.0025
     log_age_mix: float = 0.3
-    seed: int = 1
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
-    batch_size: int = 1024
-    max_epochs: int = 400
-    learning_rate: float = 2e-3
-    min_learning_rate: float = 1e-5
     patience: int = 6
     max_minutes: float = 45.0
-    cosmology: str = "Planck18"
     device: str = "auto"
     chunk: int = 4000
 
     def __post_init__(self) -> None:
         if self.family != FAMILY:
             raise ConfigError(f"RestframeConfig trains the {FAMILY!r} family, not {self.family!r}")
-        names = list(load_band_set(self.band_set).band_names)
-        if self.bands is None:
-            self.bands = names
-        elif list(self.bands) != names:
-            raise ConfigError(
-                f"bands {self.bands} differ from band set {self.band_set!r}'s {names}"
-            )
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> RestframeConfig:
-        return load_yaml_config(cls, path)
+        super().__post_init__()
 
     def filters(self) -> tuple[list[str], list[str]]:
         """(band names, speclite filter names)."""
@@ -318,15 +295,7 @@ def train_restframe(
     # The components are orthonormal: the loss below is the mean squared track error (mag^2)
     # up to one constant factor.
     weight = arrays["coef_std"] ** 2 / np.mean(arrays["coef_std"] ** 2)
-    settings = FitSettings(
-        config.batch_size,
-        config.max_epochs,
-        config.learning_rate,
-        config.min_learning_rate,
-        config.patience,
-        config.max_minutes,
-        config.seed,
-    )
+    settings = config.fit_settings()
     device = select_device(config.device)
     result = fit(
         net,

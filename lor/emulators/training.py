@@ -13,49 +13,19 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lor.bands import DEFAULT_BAND_SET, load_band_set
-from lor.config import load_yaml_config
-from lor.emulators.fitting import STATE_FILE, FitSettings, fit, hardware
+from lor.bands import load_band_set
+from lor.emulators.fitting import STATE_FILE, EmulatorTrainingConfig, fit, hardware
 from lor.emulators.speculator import FAMILY, FAMILY_VERSION, FEATURES, SpeculatorEmulator
 from lor.errors import ConfigError
 
 
 @dataclass
-class EmulatorConfig:
+class EmulatorConfig(EmulatorTrainingConfig):
     name: str = "speculator-lsst-ugrizy"
     family: str = FAMILY
-    band_set: str = DEFAULT_BAND_SET
-    """A shipped band set's name or a band-set YAML path (:mod:`lor.bands`)."""
-    bands: list[str] | None = None
-    """Optional: must equal the band set's names (older configs list them)."""
-    n_train: int = 200_000
-    n_val: int = 10_000
-    n_test: int = 20_000
-    seed: int = 1
     hidden: list[int] = field(default_factory=lambda: [128, 128, 128, 128])
-    batch_size: int = 1024
-    max_epochs: int = 400
-    learning_rate: float = 2e-3
-    min_learning_rate: float = 1e-5
-    patience: int = 8
-    max_minutes: float = 60.0
     box_overrides: dict[str, list[float]] = field(default_factory=dict)
-    cosmology: str = "Planck18"
     data_cache: str | None = None
-
-    def __post_init__(self) -> None:
-        names = list(load_band_set(self.band_set).band_names)
-        if self.bands is None:
-            self.bands = names
-        elif list(self.bands) != names:
-            raise ConfigError(
-                f"bands {self.bands} differ from band set {self.band_set!r}'s {names}; "
-                "drop bands or fix band_set"
-            )
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> EmulatorConfig:
-        return load_yaml_config(cls, path)
 
 
 def simulate(config: EmulatorConfig) -> dict[str, np.ndarray]:
@@ -188,15 +158,7 @@ def train_emulator(
     )
     y_all = ((target - y_mean) / y_std).astype(np.float32)
     weight = y_std**2 / np.mean(y_std**2)  # loss in mag^2
-    settings = FitSettings(
-        config.batch_size,
-        config.max_epochs,
-        config.learning_rate,
-        config.min_learning_rate,
-        config.patience,
-        config.max_minutes,
-        config.seed,
-    )
+    settings = config.fit_settings()
     result = fit(
         net,
         (x_all[:n_tr], y_all[:n_tr], x_all[n_tr : n_tr + n_va], y_all[n_tr : n_tr + n_va]),
