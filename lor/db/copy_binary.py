@@ -129,9 +129,11 @@ def encode_rows(
             if data.shape != (n, f.array_len):
                 raise ValueError(f"{f.name}: expected shape {(n, f.array_len)}, got {data.shape}")
             rows[f"{f.name}__items"]["val"] = data
-        elif f.pg_type in ("uuid", "bytea"):
-            width = data.shape[1] if f.pg_type == "bytea" else 16
-            rows[f.name] = np.ascontiguousarray(data, np.uint8).view(f"V{width}").reshape(n)
+        elif f.pg_type == "uuid":
+            rows[f.name] = np.ascontiguousarray(data, dtype=np.uint8).view("V16").reshape(n)
+        elif f.pg_type == "bytea":
+            if data.shape[1]:  # an empty bytea is its length word (0) alone
+                rows[f.name] = np.ascontiguousarray(data, np.uint8).view(f"V{data.shape[1]}")[:, 0]
         else:
             rows[f.name] = data
     body = rows.tobytes()
@@ -157,7 +159,7 @@ def decode_array(payload: bytes, pg_type: str) -> np.ndarray:
     dims = np.frombuffer(payload, ">i4", 2 * ndim, 12)[0::2]
     if pg_type == "bytea":
         width = int(np.frombuffer(payload, ">i4", 1, 12 + 8 * ndim)[0]) if np.prod(dims) else 0
-        item = np.dtype(f"V{max(width, 1)}")
+        item = np.dtype([("bytes", f"V{width}")])
     else:
         item = np.dtype(_SCALAR_DTYPE[pg_type])
     if oid != _ELEMENT_OID[pg_type] or has_null:

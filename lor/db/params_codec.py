@@ -11,11 +11,13 @@ see :mod:`lor.posteriors.gmm_flow`) is split in two:
   same float32 values in the same order as on the full array: bit-identical results;
 - ``params_rest`` (``bytea``): every other mean and Cholesky entry, in the stored order,
   as little-endian IEEE float16 (relative rounding error <= 2**-11; D is recovered from
-  the length). Measured on the shipped estimator: see ``lor bench storage-codec``.
+  the length).
 
 Float16 halves the 168 non-redshift floats of a K = 4, D = 8 row; the redshift marginal
 stays float32 because the SQL functions and the stored redshift summaries promise to be
-exact. Every reader and writer of params goes through :func:`split` and :func:`join`.
+exact. Rows of any other representation keep their whole float32 array in ``params`` and an
+empty ``params_rest``; an empty ``params_rest`` always means that. Every reader and writer
+of params goes through :func:`split` and :func:`join`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ HEADER_SIZE: Final[int] = 4
 REST_DTYPE: Final[np.dtype] = np.dtype("<f2")
 """Storage type of ``params_rest``: little-endian IEEE half precision."""
 FLOAT16_MAX: Final[float] = float(np.finfo(np.float16).max)
+SPLIT_REPRESENTATIONS: Final[frozenset[tuple[str, str]]] = frozenset({("gmm_flow", "1")})
+"""Representations stored split (their layout is the one described above)."""
 RELATIVE_ERROR: Final[float] = 2.0**-11
 """Bound on the relative rounding error of a ``params_rest`` entry in float16's normal
 range (magnitudes >= 2**-14); below it the absolute error is <= 2**-25."""
@@ -65,9 +69,13 @@ def _header(params: np.ndarray) -> tuple[int, int]:
     return k, d
 
 
-def split(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, P)`` float32 parameters as the stored columns: ``params`` ``(N, 4 + 3K)``
-    float32 (the redshift marginal, header D = 1) and ``params_rest`` ``(N, B)`` uint8.
+def split(
+    params: np.ndarray, name: str = "gmm_flow", version: str = "1"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, P)`` float32 parameters of representation ``name`` ``version`` as the stored
+    columns: ``params`` ``(N, 4 + 3K)`` float32 (the redshift marginal, header D = 1) and
+    ``params_rest`` ``(N, B)`` uint8; for a representation not in
+    :data:`SPLIT_REPRESENTATIONS`, ``params`` whole and ``params_rest`` ``(N, 0)``.
 
     Raises
     ------
@@ -79,6 +87,8 @@ def split(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ParamsCodecError(f"params must be (N, P); got shape {p.shape}")
     if len(p) == 0:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.uint8)
+    if (name, str(version)) not in SPLIT_REPRESENTATIONS:
+        return p.copy(), np.zeros((len(p), 0), np.uint8)
     k, d = _header(p)
     z_cols, rest_cols = _layout(k, d)
     z = np.ascontiguousarray(p[:, z_cols])
@@ -107,6 +117,8 @@ def join(z: np.ndarray, rest: np.ndarray) -> np.ndarray:
     n = len(z)
     if n == 0:
         return np.zeros((0, 0), np.float32)
+    if rest.shape[1] == 0:  # stored whole (another representation, or nothing to split)
+        return z.copy()
     k = int(z[0, 0])
     if z.shape[1] != HEADER_SIZE + 3 * k or np.any(z[:, 1] != 1):
         raise ParamsCodecError(f"stored params of shape {z.shape} are not a D = 1 marginal")
@@ -129,6 +141,6 @@ def join_rows(z: Sequence[Sequence[float]], rest: Sequence[bytes]) -> np.ndarray
     return join(np.asarray(z, np.float32).reshape(len(z), -1), [bytes(r) for r in rest])
 
 
-def round_trip(params: np.ndarray) -> np.ndarray:
+def round_trip(params: np.ndarray, name: str = "gmm_flow", version: str = "1") -> np.ndarray:
     """What storing and reading back ``params`` gives (for accuracy measurements)."""
-    return join(*split(params))
+    return join(*split(params, name, version))

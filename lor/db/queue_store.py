@@ -211,7 +211,7 @@ def _posterior_values(run_id: int, rows: PosteriorRows) -> dict[str, np.ndarray]
     n = len(rows.object_id)
     params = np.asarray(rows.params, np.float32).reshape(n, -1)
     has_params = ~np.all(np.isnan(params), axis=1) if params.shape[1] else np.zeros(n, bool)
-    z, rest = split(params[has_params])  # the stored columns (lor.db.params_codec)
+    z, rest = split(params[has_params], rows.representation_name, rows.representation_version)
     z_all = np.zeros((n, z.shape[1]), np.float32)
     rest_all = np.zeros((n, rest.shape[1]), np.uint8)
     z_all[has_params], rest_all[has_params] = z, rest

@@ -5,7 +5,8 @@ entries the SQL redshift functions read (a gmm_flow array with D = 1, so they re
 same values bit for bit) and the new ``params_rest`` holds the others as float16; the
 unique (tract_id, run_id, object_id) becomes (tract_id, object_id, run_id), which makes
 ix_posteriors_tract_id_object_id redundant. The upgrade converts every stored row with the
-codec; the downgrade joins them back into one float32 ``params`` (the float16 entries keep
+codec (rows of another representation keep their array whole, with an empty
+``params_rest``); the downgrade joins them back into one float32 ``params`` (the float16 entries keep
 their rounding) and restores the constraint, the index and lor.run_posteriors.
 
 Rows are rewritten in place by UPDATE, so the table holds the old row versions as dead
@@ -100,7 +101,7 @@ def _rewrite(
 
 
 def _split(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    z, rest = split(values["params"])
+    z, rest = split(values["params"], "gmm_flow", "1")
     return {"params": z, "params_rest": rest}
 
 
@@ -112,17 +113,22 @@ def upgrade() -> None:
     op.execute(read_sql("0010_params_float16.sql"))
     _rewrite(
         op.get_bind(),
-        "params IS NOT NULL",
+        "params IS NOT NULL AND representation_name = 'gmm_flow' AND representation_version = '1'",
         {"tract_id": "int4", "posterior_id": "uuid", "params": "float4"},
         _split,
         [Field("params", "float4"), Field("params_rest", "bytea")],
+    )
+    # other representations keep their whole array, marked by an empty params_rest
+    op.execute(
+        "UPDATE lor.posteriors SET params_rest = ''::bytea "
+        "WHERE params IS NOT NULL AND params_rest IS NULL"
     )
 
 
 def downgrade() -> None:
     _rewrite(
         op.get_bind(),
-        "params IS NOT NULL",
+        "octet_length(params_rest) > 0",
         {"tract_id": "int4", "posterior_id": "uuid", "params": "float4", "params_rest": "bytea"},
         _join,
         [Field("params", "float4")],
