@@ -573,9 +573,9 @@ class Posterior(Base):
     created_at: Mapped[datetime] = _now()
 
 
-Index("ix_posteriors_run_z_q50", Posterior.run_id, Posterior.z_q50)
-# Created by migration 0003 (per-tract queries of one run); the object lookups of the views
-# go through the unique (tract_id, object_id, run_id) since migration 0010.
+# Created by migration 0003 (per-tract queries of one run, and since migration 0010 every
+# query by run); the object lookups of the views go through the unique (tract_id, object_id,
+# run_id) since 0010, which dropped (tract_id, object_id) and (run_id, z_q50).
 Index("ix_posteriors_run_id_tract_id_z_q50", Posterior.run_id, Posterior.tract_id, Posterior.z_q50)
 # Rows are only appended, so created_at follows the physical order: a BRIN index finds the
 # last minute's posteriors (processing rate) by visiting only the newest block ranges.

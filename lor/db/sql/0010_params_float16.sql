@@ -13,9 +13,17 @@
 -- migration 0010 converts existing rows with it). K = 4, D = 8: 184 float32 (736 bytes)
 -- become 16 float32 and 168 float16 (400 bytes).
 --
--- The unique (tract_id, run_id, object_id) becomes (tract_id, object_id, run_id): it then
--- also serves the lookups of one object's posteriors (lor.cone, lor.latest_posteriors,
--- run_has_newer_posterior) that ix_posteriors_tract_id_object_id served, and that index goes.
+-- Two indexes go, each made redundant by another:
+-- - the unique (tract_id, run_id, object_id) becomes (tract_id, object_id, run_id): it then
+--   also serves the lookups of one object's posteriors (lor.cone, lor.latest_posteriors,
+--   run_has_newer_posterior) that ix_posteriors_tract_id_object_id served, and that index
+--   goes; one run's object ranges (prior chunks) still seek on (tract, object) with run_id
+--   as an index condition;
+-- - ix_posteriors_run_z_q50 (0001) predates 0003's (run_id, tract_id, z_q50): every query of
+--   the project that filters on z_q50 names a tract (run_posteriors_z_between), and one that
+--   filters on run_id alone reads the leading column of the other index just as well. A
+--   run-wide z_q50 range without a tract still uses (run_id, tract_id, z_q50), with z_q50
+--   checked in the index, reading the run's index entries rather than only the matches.
 
 ALTER TABLE lor.posteriors ADD COLUMN params_rest bytea;
 COMMENT ON COLUMN lor.posteriors.params IS
@@ -31,6 +39,7 @@ ALTER TABLE lor.posteriors DROP CONSTRAINT uq_posteriors_tract_id_run_id_object_
 ALTER TABLE lor.posteriors
   ADD CONSTRAINT uq_posteriors_tract_id_object_id_run_id UNIQUE (tract_id, object_id, run_id);
 DROP INDEX lor.ix_posteriors_tract_id_object_id;
+DROP INDEX lor.ix_posteriors_run_z_q50;
 COMMENT ON INDEX lor.uq_posteriors_tract_id_object_id_run_id IS
   'One posterior per object version and run; every posterior of one object version, over all '
   'runs (latest_posteriors, cone, run_has_newer_posterior).';

@@ -1,5 +1,6 @@
 -- lor SQL, run by migration 0010's downgrade: lor.run_posteriors as 0004 defined it (no
--- params_rest), the unique constraint and the (tract_id, object_id) index as before 0010.
+-- params_rest), the unique constraint and the (tract_id, object_id) and (run_id, z_q50)
+-- indexes as before 0010.
 -- The downgrade joins params and params_rest back into params before it runs this.
 
 DROP FUNCTION lor.run_posteriors(integer);
@@ -51,6 +52,7 @@ COMMENT ON FUNCTION lor.run_posteriors(integer) IS
 
 GRANT EXECUTE ON FUNCTION lor.run_posteriors(integer) TO lor_reader, lor_worker;
 
+CREATE INDEX ix_posteriors_run_z_q50 ON lor.posteriors (run_id, z_q50);
 CREATE INDEX ix_posteriors_tract_id_object_id ON lor.posteriors (tract_id, object_id);
 COMMENT ON INDEX lor.ix_posteriors_tract_id_object_id IS
   'Every posterior of one object version, over all runs (latest_posteriors by object).';
