@@ -35,6 +35,12 @@ COMMENT ON COLUMN lor.posteriors.params_rest IS
   'ones, stored order) as little-endian float16; lor.db.params_codec joins them with params. '
   'NULL if no posterior.';
 
+-- lor.latest_posteriors, lor.cone and lor.crossmatch return params as stored: the redshift
+-- marginal, which is what the redshift functions read. lor.run_posteriors adds params_rest.
+COMMENT ON COLUMN lor.latest_posteriors.params IS
+  'Redshift marginal of the representation parameters, float32 (a gmm_flow array with '
+  'D = 1); the other parameters are in lor.posteriors.params_rest. NULL if no posterior.';
+
 ALTER TABLE lor.posteriors DROP CONSTRAINT uq_posteriors_tract_id_run_id_object_id;
 ALTER TABLE lor.posteriors
   ADD CONSTRAINT uq_posteriors_tract_id_object_id_run_id UNIQUE (tract_id, object_id, run_id);

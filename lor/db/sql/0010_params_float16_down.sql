@@ -61,3 +61,5 @@ ALTER TABLE lor.posteriors
   ADD CONSTRAINT uq_posteriors_tract_id_run_id_object_id UNIQUE (tract_id, run_id, object_id);
 ALTER TABLE lor.posteriors DROP COLUMN params_rest;
 COMMENT ON COLUMN lor.posteriors.params IS 'Representation parameters; NULL if no posterior.';
+COMMENT ON COLUMN lor.latest_posteriors.params IS
+  'Representation parameters; NULL if no posterior.';
