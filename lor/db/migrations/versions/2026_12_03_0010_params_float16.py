@@ -2,12 +2,14 @@
 
 See lor/db/sql/0010_params_float16.sql and lor/db/params_codec.py. ``params`` keeps the
 entries the SQL redshift functions read (a gmm_flow array with D = 1, so they return the
-same values bit for bit) and the new ``params_rest`` holds the others as float16; the
+same values bit for bit) and the new ``params_rest`` holds the others as float16. The
 unique (tract_id, run_id, object_id) becomes (tract_id, object_id, run_id), which makes
-ix_posteriors_tract_id_object_id redundant. The upgrade converts every stored row with the
-codec (rows of another representation keep their array whole, with an empty
-``params_rest``); the downgrade joins them back into one float32 ``params`` (the float16 entries keep
-their rounding) and restores the constraint, the index and lor.run_posteriors.
+ix_posteriors_tract_id_object_id redundant, and ix_posteriors_run_z_q50 goes (the
+(run_id, tract_id, z_q50) index serves every query of the project that it served). The
+upgrade converts every stored row with the codec (rows of another representation keep
+their array whole, with an empty ``params_rest``); the downgrade joins them back into one
+float32 ``params`` (the float16 entries keep their rounding) and restores the constraint,
+the indexes and lor.run_posteriors.
 
 Rows are rewritten in place by UPDATE, so the table holds the old row versions as dead
 tuples until VACUUM (FULL, to give the space back) runs.
