@@ -34,6 +34,7 @@ from lor.bench.harness import bench_report
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
+from lor.db.params_codec import join_rows
 from lor.inference.flags import Flag
 from lor.inference.validation import coverage, photoz_metrics, pit_ks
 
@@ -80,13 +81,18 @@ def posterior_figures(
     """The figures of one run's latest posteriors against the catalog's true redshifts."""
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT catalog_id, params, z_q50, ood_flags FROM lor.run_posteriors(:r)"),
+            text(
+                "SELECT catalog_id, params, z_q50, ood_flags, params_rest "
+                "FROM lor.run_posteriors(:r)"
+            ),
             {"r": run_id},
         ).all()
     index = {int(i): k for k, i in enumerate(ids)}
     pick = np.array([index[int(r[0])] for r in rows])
     has = np.array([r[1] is not None for r in rows])
-    params = np.array([r[1] for r in rows if r[1] is not None], np.float32)
+    params = join_rows(
+        [r[1] for r in rows if r[1] is not None], [r[4] for r in rows if r[1] is not None]
+    )
     z50 = np.array([r[2] for r in rows if r[1] is not None], np.float64)
     flags = np.array([int(r[3]) for r in rows])
     zt = z_true[pick[has]]

@@ -47,6 +47,7 @@ from lor.bench.profile import PLANS_ENV, reprocess_plans
 from lor.db.admin import temporary_database
 from lor.db.engine import make_engine, resolve_database_url
 from lor.db.migrate import upgrade
+from lor.db.params_codec import join_rows
 from lor.hierarchy.calibrate import validation_shift
 
 
@@ -264,9 +265,10 @@ def run_reprocess_benchmark(
 
         with engine.connect() as conn:
             stored = conn.execute(text(
-                "SELECT params FROM lor.posteriors WHERE run_id = :r AND params IS NOT NULL"),
-                {"r": parent}).scalars().all()  # fmt: skip
-        params = np.asarray(stored, np.float32)
+                "SELECT params, params_rest FROM lor.posteriors "
+                "WHERE run_id = :r AND params IS NOT NULL"),
+                {"r": parent}).all()  # fmt: skip
+        params = join_rows([r.params for r in stored], [r.params_rest for r in stored])
         rep = load_shipped_estimator().representation
         ratio = PriorRatio(new_prior, interim)
         reweight_by_cubature(rep, params[:2000], ratio)

@@ -91,11 +91,12 @@ def fabricate_tract(
         conn.execute(
             text(
                 f"""INSERT INTO lor.posteriors (tract_id, posterior_id, run_id, object_id,
-                        representation_name, representation_version, params, {cols}, ood_flags,
+                        representation_name, representation_version, params, params_rest,
+                        {cols}, ood_flags,
                         method, input_hash, worker_host)
                     SELECT :t, CAST(md5('lor-bench-posterior:' || g) AS uuid), :run,
                         CAST(md5('lor-bench-object:' || g) AS uuid), s.representation_name,
-                        s.representation_version, s.params, {src_cols},
+                        s.representation_version, s.params, s.params_rest, {src_cols},
                         s.ood_flags, s.method, s.input_hash, 'lor-bench-copy'
                     FROM generate_series(0, :n - 1) AS g JOIN ({src}) s ON s.i = g % :n_src"""
             ),

@@ -24,7 +24,9 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big
 TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 # PostgreSQL type OIDs for array element types.
-_ELEMENT_OID = {"float4": 700, "float8": 701, "int2": 21, "int4": 23, "int8": 20, "uuid": 2950}
+_ELEMENT_OID = {
+    "float4": 700, "float8": 701, "int2": 21, "int4": 23, "int8": 20, "uuid": 2950, "bytea": 17,
+}  # fmt: skip
 _SCALAR_DTYPE = {
     "float4": ">f4",
     "float8": ">f8",
@@ -42,8 +44,9 @@ class CopyLayoutError(LorError):
 
 @dataclass(frozen=True)
 class Field:
-    """One COPY column: ``pg_type`` is a scalar type name or ``text``; ``array_len`` > 0 makes
-    it ``type[]``. Text values are bytes arrays (``S<n>``) of one byte length per chunk."""
+    """One COPY column: ``pg_type`` is a scalar type name, ``text`` or ``bytea``;
+    ``array_len`` > 0 makes it ``type[]``. Text values are bytes arrays (``S<n>``) of one
+    byte length per chunk; bytea values are ``(N, n)`` uint8 arrays (one length per chunk)."""
 
     name: str
     pg_type: str
@@ -51,6 +54,8 @@ class Field:
 
 
 def _item_dtype(field: Field, text_len: int) -> str:
+    if field.pg_type == "bytea":
+        return f"V{text_len}"
     return f"S{text_len}" if field.pg_type == "text" else _SCALAR_DTYPE[field.pg_type]
 
 
@@ -98,6 +103,11 @@ def _text_lens(fields: Sequence[Field], values: dict[str, np.ndarray]) -> dict[s
             if data.dtype.kind != "S" or np.any(np.char.str_len(data) != data.dtype.itemsize):
                 raise ValueError(f"{f.name}: text values must be bytes of one length per chunk")
             lens[f.name] = data.dtype.itemsize
+        elif f.pg_type == "bytea":
+            data = np.asarray(values[f.name])
+            if data.dtype != np.uint8 or data.ndim != 2:
+                raise ValueError(f"{f.name}: bytea values must be (N, n) uint8")
+            lens[f.name] = data.shape[1]
     return lens
 
 
@@ -121,6 +131,9 @@ def encode_rows(
             rows[f"{f.name}__items"]["val"] = data
         elif f.pg_type == "uuid":
             rows[f.name] = np.ascontiguousarray(data, dtype=np.uint8).view("V16").reshape(n)
+        elif f.pg_type == "bytea":
+            if data.shape[1]:  # an empty bytea is its length word (0) alone
+                rows[f.name] = np.ascontiguousarray(data, np.uint8).view(f"V{data.shape[1]}")[:, 0]
         else:
             rows[f.name] = data
     body = rows.tobytes()
@@ -129,7 +142,8 @@ def encode_rows(
 
 def decode_array(payload: bytes, pg_type: str) -> np.ndarray:
     """An array in PostgreSQL's binary format (``array_send``, or a binary-format result
-    of an array column) as a numpy array of its shape; uuids gain a last axis of 16 uint8.
+    of an array column) as a numpy array of its shape; uuids gain a last axis of 16 uint8,
+    bytea (elements of one length) a last axis of that many uint8.
 
     Every element's ``len, value`` pair is read with one structured ``frombuffer``: one
     ``array_agg`` of a batch's column crosses the wire and is decoded at once, where a row
@@ -138,18 +152,23 @@ def decode_array(payload: bytes, pg_type: str) -> np.ndarray:
     Raises
     ------
     CopyLayoutError
-        For an array of another element type or with NULL elements.
+        For an array of another element type, with NULL elements, or of bytea elements of
+    unequal length.
     """
     ndim, has_null, oid = np.frombuffer(payload, ">i4", 3)
     dims = np.frombuffer(payload, ">i4", 2 * ndim, 12)[0::2]
-    item = np.dtype(_SCALAR_DTYPE[pg_type])
+    if pg_type == "bytea":
+        width = int(np.frombuffer(payload, ">i4", 1, 12 + 8 * ndim)[0]) if np.prod(dims) else 0
+        item = np.dtype([("bytes", f"V{width}")])
+    else:
+        item = np.dtype(_SCALAR_DTYPE[pg_type])
     if oid != _ELEMENT_OID[pg_type] or has_null:
         raise CopyLayoutError(f"expected a {pg_type} array without NULLs (element oid {oid})")
     pairs = np.frombuffer(payload, [("len", ">i4"), ("val", item)], offset=12 + 8 * ndim)
     if len(pairs) != np.prod(dims) or np.any(pairs["len"] != item.itemsize):
         raise CopyLayoutError(f"malformed {pg_type} array")
-    if pg_type == "uuid":
-        return np.frombuffer(pairs["val"].tobytes(), np.uint8).reshape(*dims, 16)
+    if pg_type in ("uuid", "bytea"):
+        return np.frombuffer(pairs["val"].tobytes(), np.uint8).reshape(*dims, item.itemsize)
     return pairs["val"].astype(item.newbyteorder("=")).reshape(dims)
 
 

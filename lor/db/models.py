@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Text,
@@ -449,7 +450,8 @@ class WorkItem(Base):
 class Posterior(Base):
     __tablename__ = "posteriors"
     __table_args__ = (
-        UniqueConstraint("tract_id", "run_id", "object_id"),
+        # (tract, object, run): also the index of one object's posteriors over all runs.
+        UniqueConstraint("tract_id", "object_id", "run_id"),
         CheckConstraint(f"method IN ({', '.join(repr(m) for m in METHODS)})", name="method"),
         {
             "postgresql_partition_by": "HASH (tract_id)",
@@ -470,8 +472,20 @@ class Posterior(Base):
     object_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), comment="Object version.")
     representation_name: Mapped[str] = mapped_column(Text, comment="Posterior representation name.")
     representation_version: Mapped[str] = mapped_column(Text, comment="Representation version.")
+    # The two parameter columns are read and written only through lor.db.params_codec.
     params: Mapped[list[float] | None] = mapped_column(
-        ARRAY(REAL), nullable=True, comment="Representation parameters; NULL if no posterior."
+        ARRAY(REAL),
+        nullable=True,
+        comment="Redshift marginal of the representation parameters, float32 (a gmm_flow array "
+        "with D = 1: K, 1, z_lo, z_hi, logits, redshift means, L00); what lor.pz_* and lor.nz "
+        "read. NULL if no posterior.",
+    )
+    params_rest: Mapped[bytes | None] = mapped_column(
+        LargeBinary,
+        nullable=True,
+        comment="The other representation parameters (means and Cholesky entries besides the "
+        "redshift ones, stored order) as little-endian float16; lor.db.params_codec joins them "
+        "with params. NULL if no posterior.",
     )
     z_mean: Mapped[float | None] = mapped_column(
         REAL, nullable=True, comment="Posterior mean of redshift."
@@ -559,10 +573,10 @@ class Posterior(Base):
     created_at: Mapped[datetime] = _now()
 
 
-Index("ix_posteriors_run_z_q50", Posterior.run_id, Posterior.z_q50)
-# Created by migration 0003 (per-tract queries of one run; object lookups in the views).
+# Created by migration 0003 (per-tract queries of one run, and since migration 0010 every
+# query by run); the object lookups of the views go through the unique (tract_id, object_id,
+# run_id) since 0010, which dropped (tract_id, object_id) and (run_id, z_q50).
 Index("ix_posteriors_run_id_tract_id_z_q50", Posterior.run_id, Posterior.tract_id, Posterior.z_q50)
-Index("ix_posteriors_tract_id_object_id", Posterior.tract_id, Posterior.object_id)
 # Rows are only appended, so created_at follows the physical order: a BRIN index finds the
 # last minute's posteriors (processing rate) by visiting only the newest block ranges.
 Index("ix_posteriors_created_at", Posterior.created_at, postgresql_using="brin")

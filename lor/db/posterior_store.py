@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, Row, text
 
+from lor.db.params_codec import join_rows
 from lor.posteriors.base import SUMMARY_COLUMNS
 
 #: Objects of one tract of a run with P(0.8 < z < 1.0) > 0.9 and no OOD flag (the README's
@@ -32,15 +33,13 @@ class PosteriorManager:
         self, conn: Connection, run_id: int, tracts: Sequence[int] | None = None
     ) -> np.ndarray:
         """The run's stored posterior parameters (rows with params), optionally of some tracts."""
-        sql = "SELECT params FROM lor.run_posteriors(:r) WHERE params IS NOT NULL"
+        sql = "SELECT params, params_rest FROM lor.run_posteriors(:r) WHERE params IS NOT NULL"
         args: dict[str, Any] = {"r": run_id}
         if tracts:
             sql += " AND tract_id = ANY(:t)"
             args["t"] = list(tracts)
-        rows = conn.execute(text(sql), args).scalars().all()
-        if not rows:  # reshape(0, -1) cannot infer the width
-            return np.empty((0, 0), np.float32)
-        return np.asarray(rows, np.float32).reshape(len(rows), -1)
+        rows = conn.execute(text(sql), args).all()
+        return join_rows([r.params for r in rows], [r.params_rest for r in rows])
 
     def photometry(
         self, conn: Connection, run_id: int, excluded_flags: int,
@@ -147,10 +146,10 @@ class PosteriorManager:
         )
 
 
-#: The columns ``lor.run_posteriors(run)`` returns (lor/db/sql/0004_fast_pz.sql).
+#: The columns ``lor.run_posteriors(run)`` returns (lor/db/sql/0010_params_float16.sql).
 RUN_POSTERIOR_COLUMNS = (
     "posterior_id", "run_id", "tract_id", "object_id", "catalog_id", "ra", "dec",
-    "representation_name", "representation_version", "params",
+    "representation_name", "representation_version", "params", "params_rest",
     *SUMMARY_COLUMNS,
     "ood_flags", "method", "parent_posterior_id", "input_hash", "worker_host", "created_at",
 )  # fmt: skip

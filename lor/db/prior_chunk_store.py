@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from lor.db.copy_binary import UuidColumn, decode_array
+from lor.db.params_codec import join
 from lor.db.queue_store import (
     MAX_ERROR_CHARS,
     OBJECT_PHOTOMETRY_COLUMNS,
@@ -99,6 +100,7 @@ _PARENT_COLUMNS = {
     "input_hash": ("p.input_hash", "uuid"),
     "parent_posterior_id": ("p.posterior_id", "uuid"),
     "parent_params": ("p.params", "float4"),
+    "parent_params_rest": ("p.params_rest", "bytea"),  # joined into parent_params on read
     "parent_ood_flags": ("p.ood_flags", "int4"),
 }
 _OBJECT_COLUMNS = OBJECT_PHOTOMETRY_COLUMNS
@@ -152,6 +154,8 @@ def load_parents(
     for (name, (_, pg_type)), data in zip(columns.items(), arrays, strict=True):
         values = decode_array(data, pg_type)
         out[name] = UuidColumn(values) if pg_type == "uuid" else values
+    if "parent_params_rest" in out:
+        out["parent_params"] = join(out["parent_params"], out.pop("parent_params_rest"))
     return out
 
 

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, text
 from lor.db.catalog_store import copy_rows
 from lor.db.copy_binary import Field, UuidColumn, decode_array, encode_rows
 from lor.db.models import METHODS
+from lor.db.params_codec import join, split
 from lor.db.run_store import DEFAULT_RUN_CONFIG
 from lor.errors import NotFoundError
 from lor.posteriors.base import SUMMARY_COLUMNS
@@ -114,6 +115,7 @@ _OBJECT_COLUMNS = {
 _PARENT_COLUMNS = {
     "parent_posterior_id": ("c.parent_posterior_id", "uuid"),
     "parent_params": ("p.params", "float4"),
+    "parent_params_rest": ("p.params_rest", "bytea"),  # joined into parent_params on read
     "parent_ood_flags": ("p.ood_flags", "int4"),
 }
 _PARENT_JOIN = """
@@ -159,11 +161,13 @@ def claim_batch(
             f"{claimed - found} claimed object versions or parent posteriors are missing"
         )
     if not claimed:
-        return {name: np.zeros(0) for name in columns}
+        return {name: np.zeros(0) for name in columns if name != "parent_params_rest"}
     out: dict[str, Any] = {}
     for (name, (_, pg_type)), data in zip(columns.items(), arrays, strict=True):
         values = decode_array(data, pg_type)
         out[name] = UuidColumn(values) if pg_type == "uuid" else values
+    if "parent_params_rest" in out:
+        out["parent_params"] = join(out["parent_params"], out.pop("parent_params_rest"))
     return out
 
 
@@ -207,6 +211,10 @@ def _posterior_values(run_id: int, rows: PosteriorRows) -> dict[str, np.ndarray]
     n = len(rows.object_id)
     params = np.asarray(rows.params, np.float32).reshape(n, -1)
     has_params = ~np.all(np.isnan(params), axis=1) if params.shape[1] else np.zeros(n, bool)
+    z, rest = split(params[has_params], rows.representation_name, rows.representation_version)
+    z_all = np.zeros((n, z.shape[1]), np.float32)
+    rest_all = np.zeros((n, rest.shape[1]), np.uint8)
+    z_all[has_params], rest_all[has_params] = z, rest
     object_id = _uuid_bytes(rows.object_id)
     values: dict[str, np.ndarray] = {
         "tract_id": np.asarray(rows.tract_id, np.int32),
@@ -214,7 +222,8 @@ def _posterior_values(run_id: int, rows: PosteriorRows) -> dict[str, np.ndarray]
         "posterior_id": _posterior_id_bytes(run_id, object_id),
         "input_hash": _uuid_bytes(rows.input_hash),
         "has_params": has_params.astype(np.int16),
-        "params": np.where(has_params[:, None], params, 0.0).astype(np.float32),
+        "params": z_all,
+        "params_rest": rest_all,
         "ood_flags": np.asarray(rows.ood_flags, np.int32),
         "method_code": np.array([METHODS.index(str(m)) for m in rows.method], np.int16),
     }
@@ -259,7 +268,14 @@ def _copy_posteriors(
             Field("object_id", "uuid"),
             Field("representation_name", "text"),
             Field("representation_version", "text"),
-            *([Field("params", "float4", values["params"].shape[1])] if has_params else []),
+            *(
+                [
+                    Field("params", "float4", values["params"].shape[1]),
+                    Field("params_rest", "bytea"),
+                ]
+                if has_params
+                else []
+            ),
             *(Field(c, "float4") for c, ok in zip(SUMMARY_COLUMNS, has_summary, strict=True) if ok),
             Field("ood_flags", "int4"),
             Field("method", "text"),
@@ -280,7 +296,8 @@ def _stage_posteriors(conn: Connection, values: dict[str, np.ndarray]) -> None:
         text(
             f"""CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
                    tract_id integer, object_id uuid, posterior_id uuid, input_hash uuid,
-                   has_params smallint, params real[], ood_flags integer, method_code smallint,
+                   has_params smallint, params real[], params_rest bytea, ood_flags integer,
+                   method_code smallint,
                    parent_posterior_id uuid, {summaries}) ON COMMIT DELETE ROWS"""
         )
     )
@@ -292,7 +309,7 @@ def _stage_posteriors(conn: Connection, values: dict[str, np.ndarray]) -> None:
         Field("posterior_id", "uuid"),
         Field("input_hash", "uuid"),
         Field("has_params", "int2"),
-        *([Field("params", "float4", n_params)] if n_params else []),
+        *([Field("params", "float4", n_params), Field("params_rest", "bytea")] if n_params else []),
         Field("ood_flags", "int4"),
         Field("method_code", "int2"),
         *(Field(c, "float4") for c in SUMMARY_COLUMNS),
@@ -313,10 +330,11 @@ def _insert_new_posteriors(
     return conn.execute(
         text(
             f"""INSERT INTO lor.posteriors (tract_id, posterior_id, run_id, object_id,
-                    representation_name, representation_version, params, {cols},
+                    representation_name, representation_version, params, params_rest, {cols},
                     ood_flags, method, parent_posterior_id, input_hash, worker_host)
                 SELECT s.tract_id, s.posterior_id, :run_id, s.object_id, :rep_name,
-                    :rep_version, CASE WHEN s.has_params = 1 THEN s.params END, {nulled},
+                    :rep_version, CASE WHEN s.has_params = 1 THEN s.params END,
+                    CASE WHEN s.has_params = 1 THEN s.params_rest END, {nulled},
                     s.ood_flags, (CAST(:methods AS text[]))[s.method_code + 1],
                     s.parent_posterior_id, s.input_hash, :worker
                 FROM {STAGE_TABLE} s

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from lor.db import run_store
 from lor.db.model_store import model_version
+from lor.db.params_codec import join_rows
 from lor.db.posterior_store import PosteriorManager
 from lor.db.run_store import Run
 from lor.errors import LorError
@@ -50,11 +51,12 @@ DEFAULT_Z_POINTS = 401
 QP_SUFFIX = ".hdf5"
 PARQUET_METADATA_KEY = b"lor.export"
 
-#: Columns read from lor.run_posteriors, in output order (params last).
+#: Columns read from lor.run_posteriors, in output order (params last; params_rest is joined
+#: into params by lor.db.params_codec and not written).
 COLUMNS = (
     "catalog_id", "tract_id", "ra", "dec", *SUMMARY_COLUMNS, "ood_flags", "method", "run_id",
     "posterior_id", "object_id", "representation_name", "representation_version",
-    "parent_posterior_id", "input_hash", "worker_host", "created_at", "params",
+    "parent_posterior_id", "input_hash", "worker_host", "created_at", "params", "params_rest",
 )  # fmt: skip
 _UUIDS = ("posterior_id", "object_id", "parent_posterior_id", "input_hash")
 
@@ -171,6 +173,10 @@ def _chunks(
         columns = dict(zip(COLUMNS, (list(c) for c in zip(*rows, strict=True)), strict=True))
         for name in _UUIDS:
             columns[name] = [None if u is None else str(u) for u in columns[name]]
+        z, rest = columns["params"], columns.pop("params_rest")
+        has = [p is not None for p in z]
+        full = iter(join_rows([p for p in z if p is not None], [r for r in rest if r is not None]))
+        columns["params"] = [next(full) if h else None for h in has]
         yield columns
 
 

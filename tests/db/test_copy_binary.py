@@ -78,3 +78,26 @@ def test_text_fields_and_aggregated_arrays_round_trip(engine) -> None:
         decode_array(row[2], "float4")  # another element type
     with pytest.raises(ValueError, match="one length"):
         encode_rows([Field("t", "text")], {"t": np.array([b"a", b"bb"])})
+
+
+@pytest.mark.parametrize("width", [0, 1, 7, 336])
+def test_bytea_fields_and_aggregated_bytea_round_trip(engine, width: int) -> None:  # type: ignore[no-untyped-def]
+    """Fixed-width bytea (params_rest): COPY in, ``array_send(array_agg(...))`` out; bytes
+    ending in zeros survive (numpy's ``S`` strings would drop them)."""
+    rng = np.random.default_rng(width)
+    data = rng.integers(0, 255, (40, width)).astype(np.uint8)
+    if width:
+        data[:, -1] = 0
+    fields = [Field("i", "int4"), Field("b", "bytea")]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE rb (i integer, b bytea)"))
+        copy_rows(
+            conn, "rb", encode_rows(fields, {"i": np.arange(40, dtype=np.int32), "b": data}), fields
+        )
+        stored = conn.execute(text("SELECT b FROM rb ORDER BY i")).scalars().all()
+        cursor = conn.connection.driver_connection.cursor()
+        (payload,) = cursor.execute(
+            "SELECT array_send(array_agg(b ORDER BY i)) FROM rb", binary=True
+        ).fetchone()
+    assert stored == [row.tobytes() for row in data]
+    np.testing.assert_array_equal(decode_array(payload, "bytea"), data)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from lor.bench.synthetic_catalog import synthetic_object_table
 from lor.catalog.ingest import ingest_catalog
+from lor.db.params_codec import join_rows
 from lor.posteriors.synthetic import random_params
 from lor.query import nz as nzq
 from lor.query import sky
@@ -44,13 +45,14 @@ def _posteriors(engine: Engine, run_id: int) -> tuple[np.ndarray, np.ndarray, np
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT catalog_id, z_q50, params FROM lor.run_posteriors(:r) "
+                "SELECT catalog_id, z_q50, params, params_rest FROM lor.run_posteriors(:r) "
                 "WHERE params IS NOT NULL ORDER BY catalog_id"
             ),
             {"r": run_id},
         ).all()
     ids = np.array([r.catalog_id for r in rows])
-    return ids, np.array([r.z_q50 for r in rows]), np.array([r.params for r in rows], np.float32)
+    params = join_rows([r.params for r in rows], [r.params_rest for r in rows])
+    return ids, np.array([r.z_q50 for r in rows]), params
 
 
 @pytest.fixture

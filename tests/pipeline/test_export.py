@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from lor.cli.main import LorGroup
 from lor.cli.runs import export_command
+from lor.db.params_codec import join_rows
 from lor.posteriors.base import SUMMARY_COLUMNS
 from lor.posteriors.gmm_flow import GaussianMixtureFlow
 from lor.reporting.export import ExportError, export_run, representation_for
@@ -26,7 +27,8 @@ qp = pytest.importorskip("qp")
 
 
 def _stored(engine: Engine, run_id: int) -> dict[int, dict]:  # type: ignore[type-arg]
-    """The run's posterior rows with their objects, by catalog id."""
+    """The run's posterior rows with their objects, by catalog id (params read through the
+    codec, as export reads them)."""
     with engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -36,7 +38,12 @@ def _stored(engine: Engine, run_id: int) -> dict[int, dict]:  # type: ignore[typ
             ),
             {"r": run_id},
         ).all()
-    return {r.catalog_id: r._asdict() for r in rows}
+    out = {r.catalog_id: r._asdict() for r in rows}
+    for row in out.values():
+        rest = row.pop("params_rest")
+        if row["params"] is not None:
+            row["params"] = join_rows([row["params"]], [rest])[0]
+    return out
 
 
 def test_parquet_round_trips_every_row(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

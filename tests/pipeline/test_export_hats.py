@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
+from lor.db.params_codec import join_rows
 from lor.reporting.export import export_run
 from tests.db.test_posterior_views import processed_run
 
@@ -31,7 +32,8 @@ def test_hats_export_reads_back_with_lsdb(engine: Engine, tmp_path: Path) -> Non
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT catalog_id, ra, dec, z_q50, ood_flags, params FROM lor.run_posteriors(:r) "
+                "SELECT catalog_id, ra, dec, z_q50, ood_flags, params, params_rest "
+                "FROM lor.run_posteriors(:r) "
                 "ORDER BY catalog_id"
             ),
             {"r": run_id},
@@ -45,7 +47,8 @@ def test_hats_export_reads_back_with_lsdb(engine: Engine, tmp_path: Path) -> Non
         if row.params is None:
             assert got is None or got is pd.NA or np.all(np.isnan(np.asarray(got, float)))
         else:
-            np.testing.assert_array_equal(np.asarray(got, np.float32), np.float32(row.params))
+            want = join_rows([row.params], [row.params_rest])[0]  # as export reads it
+            np.testing.assert_array_equal(np.asarray(got, np.float32), want)
     assert frame.index.name == "_healpix_29"  # HATS' spatial index, from hats-import
     assert catalog.hc_structure.catalog_info.catalog_name == "catalog"
 

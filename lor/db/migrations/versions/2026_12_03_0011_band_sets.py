@@ -4,7 +4,7 @@ See lor/db/sql/0011_band_sets.sql. ``lsst_ugrizy`` becomes ``lsst``. The downgra
 new columns and the 16-band check and restores the old name.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-03 14:00:00.000000
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from lor.db.migrate import read_sql
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
