@@ -209,6 +209,8 @@ def _bulk_load(conn, n_rows: int | None, min_rows: int) -> bool:  # type: ignore
     """
     if n_rows is None or n_rows < max(min_rows, 1):
         return False
+    if store.objects_row_estimate(conn) >= n_rows:  # the planner's count: no scan
+        return False
     return store.objects_fewer_than(conn, n_rows) and store.can_rebuild_object_indexes(conn)
 
 
@@ -304,25 +306,24 @@ def prepare_chunk(
         }
         for i in np.flatnonzero(~good)
     ]
-    row_number = np.arange(chunk.start_row, chunk.start_row + n, dtype=np.int64)[good]
-    content = as_words(
-        tract[good], ra[good], dec[good], phot.flux[good], phot.flux_err[good],
-        phot.missing_mask[good], phot.nondetection_mask[good], ebv[good],
-    )  # fmt: skip
+    keep = _rows(good)
+    tract, ids, ra, dec, ebv = tract[keep], ids[keep], ra[keep], dec[keep], ebv[keep]
+    flux, flux_err = phot.flux[keep], phot.flux_err[keep]
+    missing_mask, nondetection_mask = phot.missing_mask[keep], phot.nondetection_mask[keep]
+    content = as_words(tract, ra, dec, flux, flux_err, missing_mask, nondetection_mask, ebv)
     input_hash = hash128_uuid(content, seeds=(11, 12))
-    object_id = object_ids(ids[good], input_hash)
     staged = {
-        "row_number": row_number,
-        "tract_id": tract[good],
-        "object_id": object_id,
-        "catalog_id": ids[good],
-        "ra": ra[good],
-        "dec": dec[good],
-        "flux": phot.flux[good],
-        "flux_err": phot.flux_err[good],
-        "missing_mask": phot.missing_mask[good],
-        "nondetection_mask": phot.nondetection_mask[good],
-        "ebv": ebv[good],
+        "row_number": np.arange(chunk.start_row, chunk.start_row + n, dtype=np.int64)[keep],
+        "tract_id": tract,
+        "object_id": object_ids(ids, input_hash),
+        "catalog_id": ids,
+        "ra": ra,
+        "dec": dec,
+        "flux": flux,
+        "flux_err": flux_err,
+        "missing_mask": missing_mask,
+        "nondetection_mask": nondetection_mask,
+        "ebv": ebv,
         "input_hash": input_hash,
     }
     return staged, rejects
@@ -399,7 +400,7 @@ class _ObjectWriter:
             rows = has_ebv if with_ebv else ~has_ebv
             if rows.any():
                 fields = store.object_fields(self._n_bands, with_ebv)
-                part = {f.name: staged[f.name][rows] for f in fields}
+                part = {f.name: staged[f.name][_rows(rows)] for f in fields}
                 store.copy_rows(self._conn, table, encode_rows(fields, part), fields)
         if direct:
             self.direct_rows += len(ids)
@@ -413,6 +414,12 @@ class _ObjectWriter:
 
     def tracts(self) -> list[int]:
         return sorted(self._tracts)
+
+
+def _rows(mask: np.ndarray) -> np.ndarray | slice:
+    """``mask`` as an index; every row (the common case) as a slice, so indexing gives views
+    instead of copying each column of the chunk."""
+    return slice(None) if mask.all() else mask
 
 
 def _jsonable(value: Any) -> Any:

@@ -342,8 +342,10 @@ def merge_stage(conn: Connection, indexed: bool = True) -> tuple[int, int, int]:
     are left out by an anti-join; ``indexed=False`` (a bulk load, indexes dropped, the table
     held exclusively) has no unique index for ``ON CONFLICT`` to fall back on.
     """
-    conn.execute(text(f"ANALYZE {STAGE_TABLE}"))
     staged = conn.execute(text(f"SELECT count(*) FROM {STAGE_TABLE}")).scalar_one()
+    if not staged:  # all rows went straight in: nothing to join (a bulk load's anti-join
+        return 0, 0, 0  # would scan the whole, unindexed table)
+    conn.execute(text(f"ANALYZE {STAGE_TABLE}"))
     changed = conn.execute(
         text(
             f"""UPDATE lor.objects o SET superseded_release_id = s.release_id
