@@ -4,6 +4,10 @@ Per chunk: read columns → convert to nJy photometry → validate (bad rows bec
 reason) → assign tracts → hash rows (deterministic object ids) → binary COPY into a temporary
 staging table. At the end one merge stores only new and changed object versions. Any error
 rolls the whole file back, so a malformed file leaves the database exactly as it was.
+
+A file with more rows than ``lor.objects`` holds is a bulk load (:func:`_bulk_load`): the
+table's indexes are dropped inside the transaction and built after the rows are in, by one
+sort per partition, which costs a third of maintaining them row by row.
 """
 
 from __future__ import annotations
