@@ -35,7 +35,7 @@ from lor.catalog.photometry import (
 )
 from lor.catalog.tracts import HEALPIX_SCHEME, healpix_tracts
 from lor.db import catalog_store as store
-from lor.db.copy_binary import encode_rows
+from lor.db.copy_binary import Field, encode_rows
 from lor.errors import ConfigError, IngestError
 from lor.version import code_version
 
@@ -386,28 +386,48 @@ class _ObjectWriter:
         self.direct_rows = 0
 
     def submit(self, staged: dict[str, np.ndarray]) -> None:
+        """Encode the chunk here (while the previous one is COPYed), then hand it over.
+
+        Encoding in the writer thread made it the slower half of the pipeline (encode + COPY
+        against the next chunk's preparation).
+        """
+        ids = staged["catalog_id"]
+        payloads = self._encode(staged) if len(ids) else []
         if self._pending is not None:
             self._pending.result()  # one chunk in flight at a time; re-raises COPY errors
-        if len(staged["catalog_id"]):
+        if len(ids):
             self._tracts.update(np.unique(staged["tract_id"]).tolist())
-            self._pending = self._pool.submit(self._write, staged)
+            id_range = (int(ids.min()), int(ids.max()))
+            self._pending = self._pool.submit(self._write, id_range, len(ids), payloads)
 
-    def _write(self, staged: dict[str, np.ndarray]) -> None:
-        ids = staged["catalog_id"]
-        direct = self._direct
-        if direct is None:
-            direct = not store.any_object_in_id_range(self._conn, int(ids.min()), int(ids.max()))
-        table = "lor.objects" if direct else store.STAGE_TABLE
-        staged = {**staged, "release_id": np.full(len(ids), self._release_id, np.int32)}
+    def _encode(self, staged: dict[str, np.ndarray]) -> list[tuple[memoryview, list[Field]]]:
+        """Binary COPY payloads of a chunk: rows with E(B-V), rows without (NULL by omission)."""
+        n = len(staged["catalog_id"])
+        staged = {**staged, "release_id": np.full(n, self._release_id, np.int32)}
         has_ebv = np.isfinite(staged["ebv"])
+        payloads = []
         for with_ebv in (True, False):
             rows = has_ebv if with_ebv else ~has_ebv
             if rows.any():
                 fields = store.object_fields(self._n_bands, with_ebv)
                 part = {f.name: staged[f.name][_rows(rows)] for f in fields}
-                store.copy_rows(self._conn, table, encode_rows(fields, part), fields)
+                payloads.append((encode_rows(fields, part), fields))
+        return payloads
+
+    def _write(
+        self,
+        id_range: tuple[int, int],
+        n: int,
+        payloads: list[tuple[memoryview, list[Field]]],
+    ) -> None:
+        direct = self._direct
+        if direct is None:
+            direct = not store.any_object_in_id_range(self._conn, *id_range)
+        table = "lor.objects" if direct else store.STAGE_TABLE
+        for payload, fields in payloads:
+            store.copy_rows(self._conn, table, payload, fields)
         if direct:
-            self.direct_rows += len(ids)
+            self.direct_rows += n
 
     def close(self) -> None:
         try:
