@@ -159,11 +159,11 @@ def ingest_catalog(
             bulk = _bulk_load(
                 conn, reader.n_rows, BULK_MIN_ROWS if bulk_min_rows is None else bulk_min_rows
             )
-            direct, rebuild = None, None
-            if bulk:  # into an empty table every row is new (the file's repeats are dropped)
-                direct = store.objects_fewer_than(conn, 1)
+            stored_ids, rebuild = None, None
+            if bulk:
+                stored_ids = store.stored_catalog_ids(conn)  # fewer than the file's rows
                 rebuild = store.drop_object_indexes(conn)
-            writer = _ObjectWriter(conn, release_id, len(cols.definition().bands), direct)
+            writer = _ObjectWriter(conn, release_id, len(cols.definition().bands), stored_ids)
             rejects: list[dict[str, Any]] = []
             seen_ids = _SeenIds()
             bar = tqdm(
@@ -373,13 +373,16 @@ class _ObjectWriter:
     Fast path: if no stored object has a catalog id in the chunk's id range, every row is new
     and is COPYed straight into ``lor.objects``; otherwise rows go to the staging table for the
     final merge. Ingests hold an advisory lock, so the range check cannot race another ingest.
-    ``direct`` True or False routes every chunk one way without the check (a bulk load, whose
-    table has no index to check with).
+    A bulk load passes ``stored_ids`` (the sorted catalog ids already stored; its table has
+    no index to check with): each row whose id is not among them goes straight in, the others
+    to the staging table.
     """
 
-    def __init__(self, conn, release_id: int, n_bands: int, direct: bool | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self, conn, release_id: int, n_bands: int, stored_ids: np.ndarray | None = None
+    ) -> None:
         self._conn, self._release_id, self._n_bands = conn, release_id, n_bands
-        self._direct = direct
+        self._stored_ids = stored_ids
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lor-copy")
         self._pending: Future[None] | None = None
         self._tracts: set[int] = set()
@@ -392,13 +395,26 @@ class _ObjectWriter:
         against the next chunk's preparation).
         """
         ids = staged["catalog_id"]
-        payloads = self._encode(staged) if len(ids) else []
+        if not len(ids):
+            groups: list[_Group] = []
+        elif self._stored_ids is None:  # the table is decided by the id-range check
+            groups = [_Group(None, self._encode(staged), len(ids))]
+        else:
+            stored = np.zeros(len(ids), bool)
+            if len(self._stored_ids):
+                at = np.minimum(np.searchsorted(self._stored_ids, ids), len(self._stored_ids) - 1)
+                stored = self._stored_ids[at] == ids
+            groups = [
+                _Group(table, self._encode({k: v[rows] for k, v in staged.items()}), n)
+                for table, rows in (("lor.objects", ~stored), (store.STAGE_TABLE, stored))
+                if (n := int(rows.sum()))
+            ]
         if self._pending is not None:
             self._pending.result()  # one chunk in flight at a time; re-raises COPY errors
         if len(ids):
             self._tracts.update(np.unique(staged["tract_id"]).tolist())
             id_range = (int(ids.min()), int(ids.max()))
-            self._pending = self._pool.submit(self._write, id_range, len(ids), payloads)
+            self._pending = self._pool.submit(self._write, id_range, groups)
 
     def _encode(self, staged: dict[str, np.ndarray]) -> list[tuple[memoryview, list[Field]]]:
         """Binary COPY payloads of a chunk: rows with E(B-V), rows without (NULL by omission)."""
@@ -414,20 +430,16 @@ class _ObjectWriter:
                 payloads.append((encode_rows(fields, part), fields))
         return payloads
 
-    def _write(
-        self,
-        id_range: tuple[int, int],
-        n: int,
-        payloads: list[tuple[memoryview, list[Field]]],
-    ) -> None:
-        direct = self._direct
-        if direct is None:
-            direct = not store.any_object_in_id_range(self._conn, *id_range)
-        table = "lor.objects" if direct else store.STAGE_TABLE
-        for payload, fields in payloads:
-            store.copy_rows(self._conn, table, payload, fields)
-        if direct:
-            self.direct_rows += n
+    def _write(self, id_range: tuple[int, int], groups: list[_Group]) -> None:
+        for group in groups:
+            table = group.table
+            if table is None:
+                stored = store.any_object_in_id_range(self._conn, *id_range)
+                table = store.STAGE_TABLE if stored else "lor.objects"
+            for payload, fields in group.payloads:
+                store.copy_rows(self._conn, table, payload, fields)
+            if table == "lor.objects":
+                self.direct_rows += group.rows
 
     def close(self) -> None:
         try:
@@ -438,6 +450,15 @@ class _ObjectWriter:
 
     def tracts(self) -> list[int]:
         return sorted(self._tracts)
+
+
+@dataclass
+class _Group:
+    """Encoded rows of a chunk bound for one table (None: the id-range check decides)."""
+
+    table: str | None
+    payloads: list[tuple[memoryview, list[Field]]]
+    rows: int
 
 
 def _rows(mask: np.ndarray) -> np.ndarray | slice:

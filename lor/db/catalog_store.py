@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, func, insert, select, text, update
 
 from lor import bands as band_sets
-from lor.db.copy_binary import Field
+from lor.db.copy_binary import Field, decode_array
 from lor.db.models import BandSet, Ingest, IngestReject, Release
 from lor.errors import IngestError, NotFoundError
 
@@ -123,6 +124,17 @@ def objects_fewer_than(conn: Connection, n: int) -> bool:
         ).scalar_one()
         < n
     )
+
+
+def stored_catalog_ids(conn: Connection) -> np.ndarray:
+    """The catalog ids of every stored object version, sorted and unique (int64), fetched as
+    one binary array: a bulk load routes each row by them, the table's index being gone."""
+    payload = conn.execute(
+        text("SELECT array_send(array_agg(catalog_id)) FROM lor.objects")
+    ).scalar_one()
+    if payload is None:
+        return np.empty(0, np.int64)
+    return np.unique(decode_array(bytes(payload), "int8"))
 
 
 def can_rebuild_object_indexes(conn: Connection) -> bool:
