@@ -161,8 +161,8 @@ def ingest_catalog(
             )
             stored_ids, rebuild = None, None
             if bulk:
+                rebuild = store.drop_object_indexes(conn)  # holds the table from here on
                 stored_ids = store.stored_catalog_ids(conn)  # fewer than the file's rows
-                rebuild = store.drop_object_indexes(conn)
             writer = _ObjectWriter(conn, release_id, len(cols.definition().bands), stored_ids)
             rejects: list[dict[str, Any]] = []
             seen_ids = _SeenIds()
@@ -405,7 +405,7 @@ class _ObjectWriter:
                 at = np.minimum(np.searchsorted(self._stored_ids, ids), len(self._stored_ids) - 1)
                 stored = self._stored_ids[at] == ids
             groups = [
-                _Group(table, self._encode({k: v[rows] for k, v in staged.items()}), n)
+                _Group(table, self._encode({k: v[_rows(rows)] for k, v in staged.items()}), n)
                 for table, rows in (("lor.objects", ~stored), (store.STAGE_TABLE, stored))
                 if (n := int(rows.sum()))
             ]
