@@ -197,7 +197,9 @@ def ingest_catalog(
 
 BULK_MIN_ROWS = 100_000
 """Files smaller than this keep the table's indexes: building ``lor.objects``' indexes on all
-its partitions has a fixed cost that row-by-row index maintenance of a small file beats."""
+its partitions has a fixed cost (about 0.05-0.1 s). Into an empty table, measured at load
+1.1: 1,000 rows 0.07 s bulk / 0.035 s row by row, 20,000 rows 0.20 / 0.19 s, 100,000 rows
+0.66 / 0.76 s; below 100,000 rows the gain is too small to hold the table exclusively."""
 
 
 def _bulk_load(conn, n_rows: int | None, min_rows: int) -> bool:  # type: ignore[no-untyped-def]
