@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, func, insert, select, text, update
 
 from lor import bands as band_sets
-from lor.db.copy_binary import Field
+from lor.db.copy_binary import Field, decode_array
 from lor.db.models import BandSet, Ingest, IngestReject, Release
 from lor.errors import IngestError, NotFoundError
 
@@ -114,6 +115,106 @@ def objects_row_estimate(conn: Connection) -> float:
     )
 
 
+def objects_fewer_than(conn: Connection, n: int) -> bool:
+    """Whether ``lor.objects`` holds fewer than ``n`` rows (a scan of at most ``n`` rows: it
+    costs less than loading a file of ``n`` rows, whatever the table's size)."""
+    return (
+        conn.execute(
+            text("SELECT count(*) FROM (SELECT 1 FROM lor.objects LIMIT :n) t"), {"n": n}
+        ).scalar_one()
+        < n
+    )
+
+
+def stored_catalog_ids(conn: Connection) -> np.ndarray:
+    """The catalog ids of every stored object version, sorted and unique (int64), fetched as
+    one binary array: a bulk load routes each row by them, the table's index being gone."""
+    payload = conn.execute(
+        text("SELECT array_send(array_agg(catalog_id)) FROM lor.objects")
+    ).scalar_one()
+    if payload is None:
+        return np.empty(0, np.int64)
+    return np.unique(decode_array(bytes(payload), "int8"))
+
+
+def can_rebuild_object_indexes(conn: Connection) -> bool:
+    """Whether this session may drop and rebuild the indexes of ``lor.objects``: it owns the
+    table, and no foreign key references it (its key could not be dropped)."""
+    return conn.execute(
+        text(
+            "SELECT pg_has_role(c.relowner, 'USAGE') AND NOT EXISTS "
+            "(SELECT 1 FROM pg_constraint WHERE confrelid = c.oid) "
+            "FROM pg_class c WHERE c.oid = CAST('lor.objects' AS regclass)"
+        )
+    ).scalar_one()
+
+
+def drop_object_indexes(conn: Connection) -> list[str]:
+    """Take ``lor.objects`` exclusively (until commit) and drop its indexes; returns the
+    statements that build them again, comments included.
+
+    The statements are the server's own definitions of the indexes as they stand (primary
+    key as a constraint, ``ON ONLY`` dropped so the index is built on every partition), so
+    an index a later migration adds or changes comes back as that migration left it.
+    """
+    conn.execute(text("LOCK TABLE lor.objects IN ACCESS EXCLUSIVE MODE"))
+    rows = conn.execute(
+        text(
+            """SELECT
+                 CASE WHEN con.oid IS NULL
+                   THEN format('DROP INDEX %s', i.indexrelid::regclass)
+                   ELSE format('ALTER TABLE lor.objects DROP CONSTRAINT %I', con.conname)
+                 END AS drop_sql,
+                 CASE WHEN con.oid IS NULL
+                   THEN regexp_replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
+                   ELSE format('ALTER TABLE lor.objects ADD CONSTRAINT %I %s', con.conname,
+                               pg_get_constraintdef(con.oid))
+                 END AS create_sql,
+                 CASE WHEN obj_description(i.indexrelid, 'pg_class') IS NOT NULL
+                   THEN format('COMMENT ON INDEX %s IS %L', i.indexrelid::regclass,
+                               obj_description(i.indexrelid, 'pg_class'))
+                 END AS index_comment,
+                 CASE WHEN obj_description(con.oid, 'pg_constraint') IS NOT NULL
+                   THEN format('COMMENT ON CONSTRAINT %I ON lor.objects IS %L', con.conname,
+                               obj_description(con.oid, 'pg_constraint'))
+                 END AS constraint_comment
+               FROM pg_index i
+               LEFT JOIN pg_constraint con
+                 ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+               WHERE i.indrelid = CAST('lor.objects' AS regclass)
+               ORDER BY con.oid IS NULL, i.indexrelid"""
+        )
+    ).all()
+    rebuild = []
+    for row in rows:
+        _execute_ddl(conn, row.drop_sql)
+        rebuild.append(row.create_sql)
+        rebuild += [c for c in (row.index_comment, row.constraint_comment) if c is not None]
+    return rebuild
+
+
+BUILD_MAINTENANCE_WORK_MEM = "256MB"
+"""Sort memory for building the indexes of ``lor.objects`` after a bulk load."""
+
+
+def build_object_indexes(conn: Connection, statements: Sequence[str]) -> None:
+    """Run the statements of :func:`drop_object_indexes`: each index is built by one sort
+    per partition instead of row by row."""
+    conn.execute(
+        text("SELECT set_config('maintenance_work_mem', :mem, true)"),
+        {"mem": BUILD_MAINTENANCE_WORK_MEM},
+    )
+    for statement in statements:
+        _execute_ddl(conn, statement)
+
+
+def _execute_ddl(conn: Connection, statement: str) -> None:
+    """A statement the server wrote (index definitions, quoted comments), run as it is:
+    through the driver with no parameters, so neither ``:name`` nor ``%`` in a comment is
+    read as a placeholder."""
+    conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+
+
 def analyze_objects(conn: Connection) -> None:
     """Fresh planner statistics of ``lor.objects``."""
     conn.execute(text("ANALYZE lor.objects"))
@@ -181,7 +282,9 @@ def create_stage(conn: Connection) -> None:
     )
 
 
-def copy_rows(conn: Connection, table: str, payload: bytes, fields: Sequence[Field]) -> None:
+def copy_rows(
+    conn: Connection, table: str, payload: bytes | memoryview, fields: Sequence[Field]
+) -> None:
     """Binary COPY of an encoded payload into ``table`` (``lor.objects`` or the stage)."""
     cols = ", ".join(f.name for f in fields)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -242,15 +345,19 @@ def register_tracts(conn: Connection, tract_ids: Sequence[int], scheme: str) -> 
     )
 
 
-def merge_stage(conn: Connection) -> tuple[int, int, int]:
+def merge_stage(conn: Connection, indexed: bool = True) -> tuple[int, int, int]:
     """Store the staged new and changed object versions; returns (new, changed, unchanged).
 
     Changed = a current version with the same catalog id but different measurements exists:
     it is marked superseded by this release, and the new version is inserted. Supersession
-    runs before the insert so a first ingest joins against nothing.
+    runs before the insert so a first ingest joins against nothing. Versions already stored
+    are left out by an anti-join; ``indexed=False`` (a bulk load, indexes dropped, the table
+    held exclusively) has no unique index for ``ON CONFLICT`` to fall back on.
     """
-    conn.execute(text(f"ANALYZE {STAGE_TABLE}"))
     staged = conn.execute(text(f"SELECT count(*) FROM {STAGE_TABLE}")).scalar_one()
+    if not staged:  # all rows went straight in: nothing to join (a bulk load's anti-join
+        return 0, 0, 0  # would scan the whole, unindexed table)
+    conn.execute(text(f"ANALYZE {STAGE_TABLE}"))
     changed = conn.execute(
         text(
             f"""UPDATE lor.objects o SET superseded_release_id = s.release_id
@@ -265,8 +372,10 @@ def merge_stage(conn: Connection) -> tuple[int, int, int]:
                     flux, flux_err, missing_mask, nondetection_mask, ebv, input_hash)
                 SELECT tract_id, object_id, catalog_id, release_id, ra, dec, flux, flux_err,
                        missing_mask, nondetection_mask, ebv, input_hash
-                FROM {STAGE_TABLE}
-                ON CONFLICT (tract_id, object_id) DO NOTHING"""
+                FROM {STAGE_TABLE} s
+                WHERE NOT EXISTS (SELECT 1 FROM lor.objects o
+                                  WHERE o.tract_id = s.tract_id AND o.object_id = s.object_id)
+                {"ON CONFLICT (tract_id, object_id) DO NOTHING" if indexed else ""}"""
         )
     ).rowcount
     return inserted - changed, changed, staged - inserted

@@ -74,13 +74,10 @@ def _row_dtype(fields: Sequence[Field], text_lens: dict[str, int]) -> np.dtype:
     return np.dtype(layout)
 
 
-def _template_rows(
-    fields: Sequence[Field], dtype: np.dtype, text_lens: dict[str, int], n: int
+def _template_row(
+    fields: Sequence[Field], dtype: np.dtype, text_lens: dict[str, int]
 ) -> np.ndarray:
-    """``n`` rows with every length word and array header filled in; data left zero.
-
-    Tiled as bytes: numpy's broadcast of a structured row with subarrays was 20x slower.
-    """
+    """One row's bytes with every length word and array header filled in; data left zero."""
     row = np.zeros((), dtype)
     row["nfields"] = len(fields)
     for f in fields:
@@ -91,7 +88,7 @@ def _template_rows(
             row[f"{f.name}__items"]["len"] = item
         else:
             row[f"{f.name}__len"] = item
-    return np.tile(np.frombuffer(row.tobytes(), np.uint8), n).view(dtype)
+    return np.frombuffer(row.tobytes(), np.uint8)
 
 
 def _text_lens(fields: Sequence[Field], values: dict[str, np.ndarray]) -> dict[str, int]:
@@ -113,16 +110,25 @@ def _text_lens(fields: Sequence[Field], values: dict[str, np.ndarray]) -> dict[s
 
 def encode_rows(
     fields: Sequence[Field], values: dict[str, np.ndarray], with_header: bool = True
-) -> bytes:
+) -> memoryview:
     """Encode N rows; ``values[name]`` has shape (N,) or (N, array_len); uuids as (N, 16) uint8.
 
-    Every row starts as a copy of a template row (all length words and array headers), so
-    only the data fields are written per column.
+    The payload is one buffer, written once: header, N copies of a template row (all length
+    words and array headers, broadcast as bytes: numpy's broadcast of a structured row with
+    subarrays was 20x slower), each data column into its field, trailer. Building it by
+    tiling, ``tobytes`` and concatenation touched every byte three more times; a 250,000-row
+    chunk of ``lor.objects`` is 62 MB. Returned as a ``memoryview`` that COPY sends as it is.
     """
     n = len(values[fields[0].name])
     text_lens = _text_lens(fields, values)
     dtype = _row_dtype(fields, text_lens)
-    rows = _template_rows(fields, dtype, text_lens, n)
+    head, tail = (HEADER, TRAILER) if with_header else (b"", b"")
+    out = np.empty(len(head) + n * dtype.itemsize + len(tail), np.uint8)
+    out[: len(head)] = np.frombuffer(head, np.uint8)
+    out[len(out) - len(tail) :] = np.frombuffer(tail, np.uint8)
+    body = out[len(head) : len(out) - len(tail)]
+    body.reshape(n, dtype.itemsize)[:] = _template_row(fields, dtype, text_lens)
+    rows = body.view(dtype)
     for f in fields:
         data = values[f.name]
         if f.array_len:
@@ -136,8 +142,7 @@ def encode_rows(
                 rows[f.name] = np.ascontiguousarray(data, np.uint8).view(f"V{data.shape[1]}")[:, 0]
         else:
             rows[f.name] = data
-    body = rows.tobytes()
-    return HEADER + body + TRAILER if with_header else body
+    return memoryview(out).cast("B")
 
 
 def decode_array(payload: bytes, pg_type: str) -> np.ndarray:

@@ -44,3 +44,22 @@ def test_first_ingest_analyzes_objects_and_an_unchanged_one_does_not(
                  "AND relname LIKE 'objects_p%'")
         ).scalar_one()  # fmt: skip
     assert analyzed is not None and after == analyzed
+
+
+def test_statistics_leave_out_flux_arrays_and_keep_the_sky_zones(engine, tmp_path: Path) -> None:
+    """Migration 0013: no element statistics of the flux arrays (most of ANALYZE's time, no
+    query uses them); the zones of the sky index, which cone plans rely on, are kept."""
+    path = write_catalog(synthetic_object_table(400, seed=4), tmp_path / "a.parquet")
+    ingest_catalog(engine, path, "R1", progress=False)
+    with engine.connect() as conn:
+        columns = set(
+            conn.execute(
+                text(
+                    "SELECT attname FROM pg_stats WHERE schemaname = 'lor' "
+                    "AND tablename IN ('objects', 'objects_p00', 'ix_objects_sky', "
+                    "'objects_p00_sky_zone_ra_idx')"
+                )
+            ).scalars()
+        )
+    assert {"ra", "dec", "catalog_id", "sky_zone"} <= columns
+    assert not {"flux", "flux_err"} & columns
