@@ -36,7 +36,6 @@ from tqdm.auto import tqdm
 
 from lor.db import prior_chunk_store as chunks
 from lor.db import run_store as store
-from lor.db.queue_store import PosteriorRows
 from lor.db.run_store import DEFAULT_RUN_CONFIG, Run
 from lor.runs.processing import (
     BatchCounts,
@@ -44,6 +43,7 @@ from lor.runs.processing import (
     PosteriorBatch,
     PriorReweightingProcessor,
     Processor,
+    rows_to_store,
 )
 
 log = logging.getLogger(__name__)
@@ -126,18 +126,8 @@ def _compute(processor: Processor, held: _Held) -> PosteriorBatch:
 def _store(held: _Held, worker: str, result: PosteriorBatch) -> BatchCounts:
     """Write the range's rows, mark it done and commit; the counts."""
     cols = held.columns
-    rows = PosteriorRows(
-        tract_id=cols["tract_id"],
-        object_id=cols["object_id"],
-        input_hash=cols["input_hash"],
-        params=np.asarray(result.params, np.float32),
-        ood_flags=np.asarray(result.ood_flags, np.int32),
-        method=np.asarray(result.method),
-        representation_name=result.representation_name,
-        representation_version=result.representation_version,
-        summaries={k: np.asarray(v, np.float32) for k, v in result.summaries.items()},
-        parent_posterior_id=cols["parent_posterior_id"],
-    )
+    rows = rows_to_store(result, cols["tract_id"], cols["object_id"], cols["input_hash"],
+                         cols["parent_posterior_id"])  # fmt: skip
     try:
         done = chunks.store_chunk(held.conn, held.chunk, worker, rows)
         held.txn.commit()

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from sqlalchemy import Connection, Engine
@@ -380,17 +380,33 @@ def posterior_rows(batch: ObjectBatch, idx: np.ndarray, result: PosteriorBatch) 
 
     The parent posteriors come from the batch, not the processor: provenance is the queue's.
     """
+    return rows_to_store(
+        result, batch.tract_id[idx], _rows(batch.object_id, idx), _rows(batch.input_hash, idx),
+        _rows(batch.parent_posterior_id, idx),
+    )  # fmt: skip
+
+
+def rows_to_store(
+    result: PosteriorBatch,
+    tract_id: np.ndarray,
+    object_id: Any,
+    input_hash: Any,
+    parent_posterior_id: Any = None,
+) -> PosteriorRows:
+    """A processor's answer as the column arrays the store writes, beside the identity and
+    provenance columns of the rows it answers (in order); one definition for the work-item
+    loop and the set-based prior-change ranges."""
     return PosteriorRows(
-        tract_id=batch.tract_id[idx],
-        object_id=_rows(batch.object_id, idx),
-        input_hash=_rows(batch.input_hash, idx),
+        tract_id=tract_id,
+        object_id=object_id,
+        input_hash=input_hash,
         params=np.asarray(result.params, np.float32),
         ood_flags=np.asarray(result.ood_flags, np.int32),
         method=np.asarray(result.method),
         representation_name=result.representation_name,
         representation_version=result.representation_version,
         summaries={k: np.asarray(v, np.float32) for k, v in result.summaries.items()},
-        parent_posterior_id=_rows(batch.parent_posterior_id, idx),
+        parent_posterior_id=parent_posterior_id,
     )
 
 
