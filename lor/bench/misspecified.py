@@ -180,7 +180,9 @@ def run_variant(
         at_bound = list(hyper.at_bound) + list(survey.at_bound)
         out["after"] = after | {"hyper_at_bound": len(at_bound)}
         out["step2"] = {
-            "hyperparameters": {h: [hyper.hyperparameters[h], hyper.errors[h]] for h in free},
+            "hyperparameters": {
+                h: [hyper.hyperparameters[h], hyper.errors[h]] for h in hyper.free
+            },
             "at_bound": at_bound,
             "sed_offset": dict(zip(bands, np.round(survey.sed_offset, 4).tolist(), strict=True)),
             "error_floor": dict(zip(bands, np.round(survey.floor_mag, 4).tolist(), strict=True)),

@@ -318,15 +318,21 @@ def bench_reprocess(
 @click.option("--density-objects", type=int, default=200_000, show_default=True)
 @click.option("--density-components", type=int, default=96, show_default=True)
 @click.option("--before-only", is_flag=True, help="Stop after Step 1 (no calibration).")
+@click.option(
+    "--free", default="", help="Hyperparameters Step 2 fits, comma-separated (default: the "
+    "prior family's, lor.bench.misspecified.DEFAULT_FREE); 'nz' is the flexible n(z).",
+)  # fmt: skip
 def bench_misspecified(
     objects: int, tracts: int, variants: tuple[str, ...], density_objects: int,
-    density_components: int, before_only: bool,
+    density_components: int, before_only: bool, free: str,
 ) -> None:  # fmt: skip
     """Posteriors on catalogs from models lor does not use, before and after Step 2."""
     from lor.bench.misspecified import run_misspecified_benchmark
 
     figures = run_misspecified_benchmark(
-        objects, tracts, list(variants) or None, density_objects=density_objects,
+        objects, tracts, list(variants) or None,
+        tuple(h.strip() for h in free.split(",") if h.strip()) or None,
+        density_objects=density_objects,
         density_components=density_components, echo=lambda m: click.echo(m, err=True),
         step2=not before_only,
     )  # fmt: skip

@@ -34,6 +34,7 @@ from scipy.optimize import minimize
 from lor.errors import ConfigError
 from lor.hierarchy.objective import TFObjective
 from lor.inference.amortized import PhotometryPosteriors
+from lor.inference.flexible_prior import NZ_BOUND, NZ_NAMES, lift
 from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.units import abmag_to_njy
 
@@ -51,6 +52,8 @@ HYPER_BOUNDS: dict[str, tuple[float, float]] = {
     "quench_logit_shift": (-4.0, 4.0),
     "q_tau_mean": (-1.0, 0.5), "q_tau_sigma": (0.05, 1.0), "q_age_a": (0.5, 20.0),
     "q_age_b": (0.3, 10.0),
+    # family "grounded-nz" (lor.inference.flexible_prior): ln n(z) weights at its knots
+    **dict.fromkeys(NZ_NAMES, (-NZ_BOUND, NZ_BOUND)),
 }  # fmt: skip
 """Search bounds of each hyperparameter (within the training box and physically sensible)."""
 
@@ -168,7 +171,10 @@ class _Objective(TFObjective):
         log_p_sel = tf.reduce_logsumexp(self.log_passing + shift) - np.log(
             float(self.sel_theta.shape[0])
         )
-        return -tf.reduce_sum(per_object) + n * log_p_sel
+        hyperprior = self.reference.log_hyperprior(
+            {name: values[i] for i, name in enumerate(self.free)}
+        )
+        return -tf.reduce_sum(per_object) + n * log_p_sel - hyperprior
 
 
 def selection_sample(
@@ -184,6 +190,23 @@ def selection_sample(
     err = posteriors.data_model.flux_error(flux)[:, band]
     limit = abmag_to_njy(float(reference.selection["mag_max"]))
     return {"theta": theta, "log_passing": log_ndtr((flux[:, band] - limit) / err)}
+
+
+FLEXIBLE_NZ = "nz"
+"""Shorthand in ``--free`` for every knot of the flexible n(z) (lor.inference.flexible_prior)."""
+
+
+def flexible_reference(
+    free: Sequence[str], reference: PopulationPrior
+) -> tuple[list[str], PopulationPrior]:
+    """``free`` with :data:`FLEXIBLE_NZ` expanded to the knots, and ``reference`` lifted to
+    the flexible-n(z) family (same density) when any knot is free and it has none."""
+    names: list[str] = []
+    for name in free:
+        names.extend(NZ_NAMES if name == FLEXIBLE_NZ else (name,))
+    if set(names) & set(NZ_NAMES) and not set(NZ_NAMES) <= set(reference.hyperparameters):
+        reference = lift(reference)
+    return list(dict.fromkeys(names)), reference
 
 
 def check_free_hyperparameters(free: Sequence[str], reference: PopulationPrior) -> None:

@@ -250,12 +250,21 @@ class GroundedPrior(PopulationPrior):
         w_m = np.full(_NM, (m_hi - m_lo) / (_NM - 1))
         w_m[[0, -1]] *= 0.5
         log_n = tf.reduce_logsumexp(log_phi + np.log(w_m), axis=1)
-        log_dn = log_n + self._log_dv
+        log_dn = log_n + self._log_dv + self._redshift_log_weight(logz)
         dx = (self._logz[1] - self._logz[0]) / (_NZ - 1)
         w_x = np.full(_NZ, dx)
         w_x[[0, -1]] *= 0.5
         log_c = tf.reduce_logsumexp(log_dn + logz + np.log(w_x))  # dz = z dlog z
         return log_n, log_dn, log_c
+
+    def _redshift_log_weight(self, logz: tf.Tensor) -> tf.Tensor | float:
+        """ln of a factor on the redshift distribution at ``logz`` (the grid): none here; a
+        family that lets the data reshape n(z) (:mod:`lor.inference.flexible_prior`) has one."""
+        return 0.0
+
+    def _table_key(self) -> tuple[float, ...]:
+        """The hyperparameter values the sampling tables depend on."""
+        return tuple(self._float(h) for h in _SMF)
 
     def _on_grid(self, table: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
         return tfp.math.interp_regular_1d_grid(
@@ -353,7 +362,7 @@ class GroundedPrior(PopulationPrior):
 
     def sampling_tables(self) -> dict[str, np.ndarray]:
         """Inverse-CDF tables for (z, log_mstar), cached per set of hyperparameter values."""
-        key = tuple(self._float(h) for h in _SMF)
+        key = self._table_key()
         if getattr(self, "_sampling_key", None) != key:
             logz = np.linspace(*self._logz, _NZ)
             log_n, log_dn, _ = (t.numpy() for t in self._tables())

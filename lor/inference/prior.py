@@ -183,6 +183,12 @@ class PopulationPrior:
         """Sum of the log densities of ``factors`` at ``theta`` (N, D)."""
         return tf.add_n(list(self.factor_log_probs(theta, factors).values()))
 
+    def log_hyperprior(self, values: dict[str, Any]) -> tf.Tensor:
+        """ln p of hyperparameter ``values`` that Step 2 adds to the marginal likelihood:
+        flat (0) for this family's few hyperparameters inside their search bounds; a family
+        with many (:mod:`lor.inference.flexible_prior`) regularizes them."""
+        return tf.constant(0.0, tf.float64)
+
     def changed_factors(self, other: PopulationPrior) -> tuple[str, ...]:
         """Factors whose density differs between this prior and ``other``: all of them
         across families (every family names its factors after the parameter they draw)."""

@@ -9,7 +9,8 @@ and its compiles the reprocess processor's whole load time). The same formulas i
 agree with the TFP densities to ~1e-12 (``tests/inference/test_prior_density.py``).
 
 The ``population`` family v1 (and mixtures of it) has every factor here; the ``grounded``
-family v1 (:mod:`lor.inference.grounded_prior`) every factor but the star-formation history
+family v1 (:mod:`lor.inference.grounded_prior`) and its flexible-n(z) extension
+``grounded-nz`` v1 (:mod:`lor.inference.flexible_prior`) every factor but the star-formation history
 (its redshift and mass factors read N(z) tables computed once per hyperparameter set by the
 TF code, then interpolated in NumPy). :func:`supports` says whether a prior has the factors
 asked for, and callers keep the TF path for the others.
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.special import betainc, betaln, log_ndtr, logsumexp
 
+from lor.inference import flexible_prior as fp
 from lor.inference import grounded_prior as gp
 from lor.inference.prior import _Z_GRID, FAMILY, FAMILY_VERSION, PopulationPrior, PriorMixture
 from lor.sps.parameters import PARAM_NAMES
@@ -58,6 +60,8 @@ def _family_factors(prior: Any) -> dict[str, Any] | None:
         gp.FAMILY,
         gp.FAMILY_VERSION,
     ):
+        return _GROUNDED_FACTORS
+    if type(prior) is fp.RedshiftWeightedPrior:  # its weights live in the N(z) tables
         return _GROUNDED_FACTORS
     return None
 
@@ -190,7 +194,8 @@ def _grounded_tables(prior: gp.GroundedPrior) -> tuple[np.ndarray, np.ndarray, n
     """The log-z grid, ln N(z), ln dV/dz N(z) and ln C of ``prior`` (its TF ``_tables``,
     computed once per stellar-mass-function hyperparameters and box)."""
     key = (
-        *(_h(prior, h) for h in gp._SMF),
+        type(prior).__name__,
+        *prior._table_key(),  # noqa: SLF001 - the values the tables depend on
         *_bounds(prior, "redshift"),
         *_bounds(prior, "log_mstar"),
     )

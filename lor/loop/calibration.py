@@ -20,6 +20,7 @@ from lor.hierarchy.calibrate import (
     HyperparameterFit,
     check_free_hyperparameters,
     fit_hyperparameters,
+    flexible_reference,
 )
 from lor.hierarchy.survey import DEVIATION_PRIOR_MAG, SurveyCalibration, fit_survey
 from lor.hierarchy.zeropoints import cached_density
@@ -61,7 +62,9 @@ def calibrate_run(
     found = get_run(engine, run)
     registry = Registry(engine)
     with engine.connect() as conn:  # every check before the models load
-        reference = registry.priors.load(conn, found.prior_version_id)
+        free, reference = flexible_reference(
+            free, registry.priors.load(conn, found.prior_version_id)
+        )
         check_free_hyperparameters(free, reference)
         stored = registry.posteriors.params(conn, found.id, tracts)
         if not len(stored):
@@ -288,7 +291,8 @@ def calibrate(
     found = get_run(engine, run)
     prior = _stored_prior(engine, found)
     if free:
-        check_free_hyperparameters(free, prior)
+        free, flexible = flexible_reference(free, prior)
+        check_free_hyperparameters(free, flexible)
     result = Calibration()
     if free:
         first_pass = None
