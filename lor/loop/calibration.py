@@ -291,8 +291,8 @@ def calibrate(
     found = get_run(engine, run)
     prior = _stored_prior(engine, found)
     if free:
-        free, flexible = flexible_reference(free, prior)
-        check_free_hyperparameters(free, flexible)
+        free, prior = flexible_reference(free, prior)
+        check_free_hyperparameters(free, prior)
     result = Calibration()
     if free:
         first_pass = None

@@ -134,3 +134,69 @@ def test_the_same_fit_twice_agrees_within_its_errors(engine_posteriors) -> None:
     for name in shift:
         diff = abs(one.hyperparameters[name] - two.hyperparameters[name])
         assert diff < max(one.errors[name], two.errors[name]), (name, diff, one.errors[name])
+
+
+def test_flexible_redshift_distribution_recovered_and_repeatable(engine_posteriors) -> None:  # type: ignore[no-untyped-def]
+    """``--free nz``: 3,000 objects from a population whose n(z) is reshaped (more galaxies
+    at z ~ 0.4, fewer above 1.5) under the estimator's prior; the fitted knots (centred:
+    their common level does not change the density) agree with the truth, exclude the
+    unreshaped prior, and a second fit with other Monte Carlo draws agrees within errors.
+    Measured: chi2 6.3 for 11 degrees of freedom; centred errors 0.06-0.24."""
+    from lor.hierarchy.calibrate import flexible_reference
+    from lor.inference.flexible_prior import NZ_NAMES
+    from lor.inference.simulate import simulate_catalog
+
+    interim = estimator_prior(engine_posteriors.estimator.spec)
+    free, reference = flexible_reference(["nz"], interim)
+    assert free == list(NZ_NAMES) and reference.family == "grounded-nz"
+    zk = reference.knot_redshifts
+    true_w = 0.6 * np.exp(-0.5 * ((zk - 0.4) / 0.3) ** 2) - 0.4 * np.clip(zk - 1.5, 0, None)
+    truth = reference.with_hyperparameters(reference.hyperparameters | dict(zip(NZ_NAMES, true_w, strict=True)))  # fmt: skip
+    cat = simulate_catalog(3000, engine_posteriors.emulator, truth, seed=21,
+                           hidden_floor_mag=engine_posteriors.model_error.total_mag)  # fmt: skip
+    params = engine_posteriors.infer(cat.flux, cat.flux_err, seed=1).params
+    fits = [fit_hyperparameters(engine_posteriors, params, free, reference, seed=s) for s in (0, 1)]
+    centre = np.eye(len(NZ_NAMES)) - 1.0 / len(NZ_NAMES)
+
+    def chi2(fit, target: np.ndarray) -> float:  # type: ignore[no-untyped-def]
+        values = np.array([fit.hyperparameters[n] for n in NZ_NAMES])
+        d = (centre @ (values - target))[:-1]  # one knot is fixed by the others once centred
+        cov = (centre @ fit.covariance @ centre.T)[:-1, :-1]
+        return float(d @ np.linalg.solve(cov, d))
+
+    one, two = fits
+    assert one.at_bound == [] and one.details["optimizer"]["converged"]
+    assert chi2(one, true_w) < 31.3  # 99.9th percentile of chi2 with 11 dof
+    assert chi2(one, np.zeros(len(NZ_NAMES))) > 100  # the data moved it
+    for k, name in enumerate(NZ_NAMES):
+        diff = (centre @ np.array([one.hyperparameters[n] - two.hyperparameters[n] for n in NZ_NAMES]))[k]  # fmt: skip
+        assert abs(diff) < np.sqrt((centre @ one.covariance @ centre.T)[k, k]), name
+
+
+def test_calibrate_free_nz_stores_a_flexible_prior_and_reprocesses(engine: Engine, example_run) -> None:  # type: ignore[no-untyped-def]
+    """``lor calibrate --free nz`` on a run under the published-relations prior stores a
+    ``grounded-nz`` prior version (parent: the run's) that ``lor reprocess`` applies."""
+    from click.testing import CliRunner
+
+    from lor.cli.main import cli
+    from lor.db.models import PriorVersion
+    from lor.inference.flexible_prior import NZ_NAMES
+
+    run, ids = example_run
+    if estimator_prior(load_shipped_estimator().spec).family != "grounded":
+        pytest.skip("the flexible n(z) extends the published-relations prior")
+    out = CliRunner().invoke(cli, ["calibrate", "base", "--free", "nz", "--name", "flex"])
+    assert out.exit_code == 0, out.output
+    answer = json.loads(out.output.strip().splitlines()[-1])
+    with engine.connect() as conn:
+        stored = conn.execute(select(PriorVersion).where(PriorVersion.name == "flex")).one()
+    assert stored.id == answer["prior_version_id"] and stored.parent_id == ids["prior"]
+    assert stored.family == "grounded-nz" and stored.provenance["free"] == list(NZ_NAMES)
+    assert any(abs(stored.hyperparameters[n]) > 1e-3 for n in NZ_NAMES)
+    out = CliRunner().invoke(cli, ["reprocess", "base", "--prior", "flex", "--no-progress"])
+    assert out.exit_code == 0, out.output
+    with engine.connect() as conn:
+        done = conn.execute(text(
+            "SELECT count(*) FROM lor.processing_runs r JOIN lor.posteriors p ON p.run_id = r.id "
+            "WHERE r.kind = 'reprocess' AND p.method = 'reweighted'")).scalar_one()  # fmt: skip
+    assert done > 1000

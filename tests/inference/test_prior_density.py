@@ -56,10 +56,16 @@ GROUNDED_SHIFT = {"smf_phi_evolution": -0.25, "smf_mstar_shift": 0.1, "mzr_offse
 
 
 @pytest.mark.parametrize("factor", ["redshift", "log_mstar", "log_zmet", "av", "dust_n", "log_u"])
-def test_grounded_factors_match_tfp(factor: str) -> None:
+@pytest.mark.parametrize("flexible", [False, True], ids=["grounded", "grounded-nz"])
+def test_grounded_factors_match_tfp(factor: str, flexible: bool) -> None:
+    from lor.inference.flexible_prior import NZ_NAMES, lift
     from lor.inference.grounded_prior import GROUNDED_HYPERPARAMETERS, GroundedPrior
 
     prior = GroundedPrior(GROUNDED_HYPERPARAMETERS | GROUNDED_SHIFT)
+    if flexible:  # the n(z) weights live in the tables both paths read
+        prior = lift(prior)
+        knots = {name: 0.5 * np.sin(k) for k, name in enumerate(NZ_NAMES)}
+        prior = prior.with_hyperparameters(prior.hyperparameters | knots)
     theta = _points(prior)
     expected = prior.factors_log_prob(theta, (factor,)).numpy()
     got = prior_density.factors_log_prob(prior, theta, (factor,))
