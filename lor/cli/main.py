@@ -320,7 +320,7 @@ def bench_reprocess(
 @click.option("--before-only", is_flag=True, help="Stop after Step 1 (no calibration).")
 @click.option(
     "--free", default="", help="Hyperparameters Step 2 fits, comma-separated (default: the "
-    "prior family's, lor.bench.misspecified.DEFAULT_FREE); 'nz' is the flexible n(z).",
+    "prior family's, lor.bench.misspecified.DEFAULT_FREE); 'nz', 'mf': the flexible n(z) and mass function.",
 )  # fmt: skip
 def bench_misspecified(
     objects: int, tracts: int, variants: tuple[str, ...], density_objects: int,

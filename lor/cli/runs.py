@@ -149,8 +149,9 @@ def process_command(run: str, batch_size: int | None, no_progress: bool) -> None
 @click.option(
     "--free",
     default="",
-    help="Comma-separated prior hyperparameters to fit, e.g. smf_phi_evolution; 'nz' fits a "
-    "flexible redshift distribution (12 knots on the published-relations prior).",
+    help="Comma-separated prior hyperparameters to fit, e.g. smf_phi_evolution; 'nz' and 'mf' "
+    "fit a flexible redshift distribution and mass-function shape (knots on the "
+    "published-relations prior).",
 )
 @click.option(
     "--zeropoints",

@@ -34,7 +34,7 @@ from scipy.optimize import minimize
 from lor.errors import ConfigError
 from lor.hierarchy.objective import TFObjective
 from lor.inference.amortized import PhotometryPosteriors
-from lor.inference.flexible_prior import NZ_BOUND, NZ_NAMES, lift
+from lor.inference.flexible_prior import KNOT_SETS, lift
 from lor.inference.prior import PopulationPrior, PriorMixture
 from lor.units import abmag_to_njy
 
@@ -52,8 +52,8 @@ HYPER_BOUNDS: dict[str, tuple[float, float]] = {
     "quench_logit_shift": (-4.0, 4.0),
     "q_tau_mean": (-1.0, 0.5), "q_tau_sigma": (0.05, 1.0), "q_age_a": (0.5, 20.0),
     "q_age_b": (0.3, 10.0),
-    # family "grounded-nz" (lor.inference.flexible_prior): ln n(z) weights at its knots
-    **dict.fromkeys(NZ_NAMES, (-NZ_BOUND, NZ_BOUND)),
+    # family "grounded-flexible" (lor.inference.flexible_prior): ln weights at its knots
+    **{n: (-k.bound, k.bound) for k in KNOT_SETS.values() for n in k.names},
 }  # fmt: skip
 """Search bounds of each hyperparameter (within the training box and physically sensible)."""
 
@@ -192,19 +192,17 @@ def selection_sample(
     return {"theta": theta, "log_passing": log_ndtr((flux[:, band] - limit) / err)}
 
 
-FLEXIBLE_NZ = "nz"
-"""Shorthand in ``--free`` for every knot of the flexible n(z) (lor.inference.flexible_prior)."""
-
-
 def flexible_reference(
     free: Sequence[str], reference: PopulationPrior
 ) -> tuple[list[str], PopulationPrior]:
-    """``free`` with :data:`FLEXIBLE_NZ` expanded to the knots, and ``reference`` lifted to
-    the flexible-n(z) family (same density) when any knot is free and it has none."""
+    """``free`` with each knot set's prefix (``nz``: the n(z) knots, ``mf``: the mass
+    function's; :mod:`lor.inference.flexible_prior`) expanded to its knots, and ``reference``
+    lifted to the flexible family (same density) when a knot is free and it has none."""
     names: list[str] = []
     for name in free:
-        names.extend(NZ_NAMES if name == FLEXIBLE_NZ else (name,))
-    if set(names) & set(NZ_NAMES) and not set(NZ_NAMES) <= set(reference.hyperparameters):
+        names.extend(KNOT_SETS[name].names if name in KNOT_SETS else (name,))
+    knots = {n for k in KNOT_SETS.values() for n in k.names}
+    if set(names) & knots and not knots <= set(reference.hyperparameters):
         reference = lift(reference)
     return list(dict.fromkeys(names)), reference
 

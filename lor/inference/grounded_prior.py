@@ -214,7 +214,18 @@ class GroundedPrior(PopulationPrior):
     # -- the stellar-mass function ------------------------------------------------------
     def log_smf(self, log_mstar: tf.Tensor, z: tf.Tensor) -> tf.Tensor:
         """ln Φ (Mpc^-3 per dex of mass formed) at (log_mstar, z), broadcasting."""
-        return tf.reduce_logsumexp(tf.stack(self._smf_components(log_mstar, z)), 0)
+        return tf.reduce_logsumexp(
+            tf.stack(self._smf_components(log_mstar, z)), 0
+        ) + self._mass_log_weight(log_mstar)
+
+    def _mass_log_weight(self, log_mstar: tf.Tensor) -> tf.Tensor | float:
+        """ln of a factor on the mass function's shape (the same at every z): none here; a
+        family that lets the data reshape it (:mod:`lor.inference.flexible_prior`) has one."""
+        return 0.0
+
+    def mass_log_weight_numpy(self, log_mstar: np.ndarray) -> np.ndarray | float:
+        """:meth:`_mass_log_weight` in NumPy (:mod:`lor.inference.prior_density`)."""
+        return 0.0
 
     def _smf_components(self, log_mstar: tf.Tensor, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """ln of the shallow (alpha1) and steep (alpha2) Schechter components of Φ."""

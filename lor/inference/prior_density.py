@@ -10,7 +10,7 @@ agree with the TFP densities to ~1e-12 (``tests/inference/test_prior_density.py`
 
 The ``population`` family v1 (and mixtures of it) has every factor here; the ``grounded``
 family v1 (:mod:`lor.inference.grounded_prior`) and its flexible-n(z) extension
-``grounded-nz`` v1 (:mod:`lor.inference.flexible_prior`) every factor but the star-formation history
+``grounded-flexible`` v1 (:mod:`lor.inference.flexible_prior`) every factor but the star-formation history
 (its redshift and mass factors read N(z) tables computed once per hyperparameter set by the
 TF code, then interpolated in NumPy). :func:`supports` says whether a prior has the factors
 asked for, and callers keep the TF path for the others.
@@ -61,7 +61,7 @@ def _family_factors(prior: Any) -> dict[str, Any] | None:
         gp.FAMILY_VERSION,
     ):
         return _GROUNDED_FACTORS
-    if type(prior) is fp.RedshiftWeightedPrior:  # its weights live in the N(z) tables
+    if type(prior) is fp.FlexiblePrior:  # its weights: in the N(z) tables and the mass factor
         return _GROUNDED_FACTORS
     return None
 
@@ -248,7 +248,11 @@ def _grounded_log_mstar(prior: gp.GroundedPrior, theta: np.ndarray) -> np.ndarra
     mass = theta[..., _COL["log_mstar"]]
     m_in = (mass >= lo) & (mass <= hi)
     safe = np.where(m_in, mass, 0.5 * (lo + hi))
-    cond = _grounded_log_smf(prior, safe, z) - np.interp(np.log(z), grid, log_n)
+    cond = (
+        _grounded_log_smf(prior, safe, z)
+        + prior.mass_log_weight_numpy(safe)
+        - np.interp(np.log(z), grid, log_n)
+    )
     return np.where(m_in, cond, -np.inf)
 
 

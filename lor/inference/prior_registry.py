@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from lor.errors import ConfigError
-from lor.inference.flexible_prior import RedshiftWeightedPrior
+from lor.inference.flexible_prior import FlexiblePrior
 from lor.inference.grounded_prior import GroundedPrior
 from lor.inference.prior import PopulationPrior
 
 PRIOR_FAMILIES: dict[tuple[str, str], type[PopulationPrior]] = {
     (PopulationPrior.family, PopulationPrior.family_version): PopulationPrior,
     (GroundedPrior.family, GroundedPrior.family_version): GroundedPrior,
-    (RedshiftWeightedPrior.family, RedshiftWeightedPrior.family_version): RedshiftWeightedPrior,
+    (FlexiblePrior.family, FlexiblePrior.family_version): FlexiblePrior,
 }
 """Every prior family lor can rebuild from a stored record."""
 

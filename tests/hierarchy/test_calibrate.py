@@ -143,13 +143,15 @@ def test_flexible_redshift_distribution_recovered_and_repeatable(engine_posterio
     unreshaped prior, and a second fit with other Monte Carlo draws agrees within errors.
     Measured: chi2 6.3 for 11 degrees of freedom; centred errors 0.06-0.24."""
     from lor.hierarchy.calibrate import flexible_reference
-    from lor.inference.flexible_prior import NZ_NAMES
+    from lor.inference.flexible_prior import REDSHIFT_KNOTS
     from lor.inference.simulate import simulate_catalog
+
+    NZ_NAMES = REDSHIFT_KNOTS.names  # noqa: N806
 
     interim = estimator_prior(engine_posteriors.estimator.spec)
     free, reference = flexible_reference(["nz"], interim)
-    assert free == list(NZ_NAMES) and reference.family == "grounded-nz"
-    zk = reference.knot_redshifts
+    assert free == list(NZ_NAMES) and reference.family == "grounded-flexible"
+    zk = reference.knot_positions(REDSHIFT_KNOTS)
     true_w = 0.6 * np.exp(-0.5 * ((zk - 0.4) / 0.3) ** 2) - 0.4 * np.clip(zk - 1.5, 0, None)
     truth = reference.with_hyperparameters(reference.hyperparameters | dict(zip(NZ_NAMES, true_w, strict=True)))  # fmt: skip
     cat = simulate_catalog(3000, engine_posteriors.emulator, truth, seed=21,
@@ -175,13 +177,14 @@ def test_flexible_redshift_distribution_recovered_and_repeatable(engine_posterio
 
 def test_calibrate_free_nz_stores_a_flexible_prior_and_reprocesses(engine: Engine, example_run) -> None:  # type: ignore[no-untyped-def]
     """``lor calibrate --free nz`` on a run under the published-relations prior stores a
-    ``grounded-nz`` prior version (parent: the run's) that ``lor reprocess`` applies."""
+    ``grounded-flexible`` prior version (parent: the run's) that ``lor reprocess`` applies."""
     from click.testing import CliRunner
 
     from lor.cli.main import cli
     from lor.db.models import PriorVersion
-    from lor.inference.flexible_prior import NZ_NAMES
+    from lor.inference.flexible_prior import REDSHIFT_KNOTS
 
+    NZ_NAMES = REDSHIFT_KNOTS.names  # noqa: N806
     run, ids = example_run
     if estimator_prior(load_shipped_estimator().spec).family != "grounded":
         pytest.skip("the flexible n(z) extends the published-relations prior")
@@ -191,7 +194,7 @@ def test_calibrate_free_nz_stores_a_flexible_prior_and_reprocesses(engine: Engin
     with engine.connect() as conn:
         stored = conn.execute(select(PriorVersion).where(PriorVersion.name == "flex")).one()
     assert stored.id == answer["prior_version_id"] and stored.parent_id == ids["prior"]
-    assert stored.family == "grounded-nz" and stored.provenance["free"] == list(NZ_NAMES)
+    assert stored.family == "grounded-flexible" and stored.provenance["free"] == list(NZ_NAMES)
     assert any(abs(stored.hyperparameters[n]) > 1e-3 for n in NZ_NAMES)
     out = CliRunner().invoke(cli, ["reprocess", "base", "--prior", "flex", "--no-progress"])
     assert out.exit_code == 0, out.output

@@ -56,15 +56,16 @@ GROUNDED_SHIFT = {"smf_phi_evolution": -0.25, "smf_mstar_shift": 0.1, "mzr_offse
 
 
 @pytest.mark.parametrize("factor", ["redshift", "log_mstar", "log_zmet", "av", "dust_n", "log_u"])
-@pytest.mark.parametrize("flexible", [False, True], ids=["grounded", "grounded-nz"])
+@pytest.mark.parametrize("flexible", [False, True], ids=["grounded", "grounded-flexible"])
 def test_grounded_factors_match_tfp(factor: str, flexible: bool) -> None:
-    from lor.inference.flexible_prior import NZ_NAMES, lift
+    from lor.inference.flexible_prior import MASS_KNOTS, REDSHIFT_KNOTS, lift
     from lor.inference.grounded_prior import GROUNDED_HYPERPARAMETERS, GroundedPrior
 
     prior = GroundedPrior(GROUNDED_HYPERPARAMETERS | GROUNDED_SHIFT)
-    if flexible:  # the n(z) weights live in the tables both paths read
+    if flexible:  # knots on n(z) and on the mass function
         prior = lift(prior)
-        knots = {name: 0.5 * np.sin(k) for k, name in enumerate(NZ_NAMES)}
+        names = REDSHIFT_KNOTS.names + MASS_KNOTS.names
+        knots = {name: 0.5 * np.sin(k) for k, name in enumerate(names)}
         prior = prior.with_hyperparameters(prior.hyperparameters | knots)
     theta = _points(prior)
     expected = prior.factors_log_prob(theta, (factor,)).numpy()
