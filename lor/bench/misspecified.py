@@ -39,15 +39,18 @@ from lor.inference.flags import Flag
 from lor.inference.validation import coverage, photoz_metrics, pit_ks
 
 DEFAULT_FREE: dict[str, tuple[str, ...]] = {
-    "grounded": ("smf_phi_evolution",),
+    "grounded": ("nz", "mf"),
     "population": ("z0", "mass_mean", "av_scale"),
 }
 """Hyperparameters Step 2 fits, by the estimator's prior family: for the published-relations
-prior the redshift evolution of the stellar-mass function's normalization, the one recovered
-and repeatable on simulated surveys (tests/hierarchy/test_calibrate.py). ``smf_mstar_shift``
-is recovered on average but two fits with other Monte Carlo draws differ by 2-3 quoted errors
-(0.33 vs 0.50), and ``av_norm`` came out 9 sigma off (0.63 for 0.75), so neither is fitted
-by default."""
+prior its flexible extension's knots on n(z) and on the mass function's shape
+(:mod:`lor.inference.flexible_prior`), recovered and repeatable on simulated surveys
+(tests/hierarchy/test_calibrate.py). Of the family's own shifts, ``smf_phi_evolution`` is
+recovered and repeatable but one number cannot follow a population unlike the prior (PIT KS
+0.083 on other-population against 0.042 with the knots, side experiment on its Step 1
+posteriors); ``smf_mstar_shift`` is recovered on average but two fits with other Monte Carlo
+draws differ by 2-3 quoted errors (0.33 vs 0.50), and ``av_norm`` came out 9 sigma off (0.63
+for 0.75), so neither is fitted by default."""
 NOMINAL = {"coverage68_z": 0.683, "coverage95_z": 0.954}
 WORST_MAX = ("pit_ks", "sigma_nmad", "outlier_frac", "abs_bias", "input_ood_frac",
              "low_ess_frac", "fallback_frac")  # fmt: skip
