@@ -136,46 +136,68 @@ def test_the_same_fit_twice_agrees_within_its_errors(engine_posteriors) -> None:
         assert diff < max(one.errors[name], two.errors[name]), (name, diff, one.errors[name])
 
 
-def test_flexible_redshift_distribution_recovered_and_repeatable(engine_posteriors) -> None:  # type: ignore[no-untyped-def]
-    """``--free nz``: 3,000 objects from a population whose n(z) is reshaped (more galaxies
-    at z ~ 0.4, fewer above 1.5) under the estimator's prior; the fitted knots (centred:
-    their common level does not change the density) agree with the truth, exclude the
-    unreshaped prior, and a second fit with other Monte Carlo draws agrees within errors.
-    Measured: chi2 6.3 for 11 degrees of freedom; centred errors 0.06-0.24."""
+def _centred_chi2(fit, names: tuple[str, ...], target: np.ndarray) -> float:  # type: ignore[no-untyped-def]
+    """chi2 of a knot set's fitted values against ``target``, both centred: the common level
+    of a set of knots does not change the density, so only the centred values are data."""
+    index = [fit.free.index(n) for n in names]
+    centre = np.eye(len(names)) - 1.0 / len(names)
+    values = np.array([fit.hyperparameters[n] for n in names])
+    d = (centre @ (values - target))[:-1]  # one knot is fixed by the others once centred
+    cov = (centre @ fit.covariance[np.ix_(index, index)] @ centre.T)[:-1, :-1]
+    return float(d @ np.linalg.solve(cov, d))
+
+
+@pytest.fixture(scope="module")
+def flexible_truth(engine_posteriors):  # type: ignore[no-untyped-def]
+    """3,000 objects under the estimator's prior with n(z) reshaped (more galaxies at z ~ 0.4,
+    fewer above 1.5) and the mass function tilted (fewer dwarfs, more massive galaxies), and
+    their Step 1 posteriors."""
     from lor.hierarchy.calibrate import flexible_reference
-    from lor.inference.flexible_prior import REDSHIFT_KNOTS
+    from lor.inference.flexible_prior import MASS_KNOTS, REDSHIFT_KNOTS
     from lor.inference.simulate import simulate_catalog
 
-    NZ_NAMES = REDSHIFT_KNOTS.names  # noqa: N806
-
     interim = estimator_prior(engine_posteriors.estimator.spec)
-    free, reference = flexible_reference(["nz"], interim)
-    assert free == list(NZ_NAMES) and reference.family == "grounded-flexible"
+    free, reference = flexible_reference(["nz", "mf"], interim)
+    assert free == list(REDSHIFT_KNOTS.names + MASS_KNOTS.names)
+    assert reference.family == "grounded-flexible"
     zk = reference.knot_positions(REDSHIFT_KNOTS)
-    true_w = 0.6 * np.exp(-0.5 * ((zk - 0.4) / 0.3) ** 2) - 0.4 * np.clip(zk - 1.5, 0, None)
-    truth = reference.with_hyperparameters(reference.hyperparameters | dict(zip(NZ_NAMES, true_w, strict=True)))  # fmt: skip
+    z_true = 0.6 * np.exp(-0.5 * ((zk - 0.4) / 0.3) ** 2) - 0.4 * np.clip(zk - 1.5, 0, None)
+    m_true = 0.25 * (reference.knot_positions(MASS_KNOTS) - 9.75)
+    knots = dict(zip(REDSHIFT_KNOTS.names, z_true, strict=True)) | dict(
+        zip(MASS_KNOTS.names, m_true, strict=True)
+    )
+    truth = reference.with_hyperparameters(reference.hyperparameters | knots)
     cat = simulate_catalog(3000, engine_posteriors.emulator, truth, seed=21,
                            hidden_floor_mag=engine_posteriors.model_error.total_mag)  # fmt: skip
     params = engine_posteriors.infer(cat.flux, cat.flux_err, seed=1).params
-    fits = [fit_hyperparameters(engine_posteriors, params, free, reference, seed=s) for s in (0, 1)]
-    centre = np.eye(len(NZ_NAMES)) - 1.0 / len(NZ_NAMES)
+    return reference, params, z_true, m_true
 
-    def chi2(fit, target: np.ndarray) -> float:  # type: ignore[no-untyped-def]
-        values = np.array([fit.hyperparameters[n] for n in NZ_NAMES])
-        d = (centre @ (values - target))[:-1]  # one knot is fixed by the others once centred
-        cov = (centre @ fit.covariance @ centre.T)[:-1, :-1]
-        return float(d @ np.linalg.solve(cov, d))
 
-    one, two = fits
+def test_flexible_population_recovered_and_repeatable(engine_posteriors, flexible_truth) -> None:  # type: ignore[no-untyped-def]
+    """``--free nz,mf``: both knot sets at once agree with the truth and exclude the
+    unreshaped prior; a second fit with other Monte Carlo draws (posterior draws and the
+    selection sample) agrees within the quoted errors."""
+    from lor.inference.flexible_prior import MASS_KNOTS, REDSHIFT_KNOTS
+
+    reference, params, z_true, m_true = flexible_truth
+    free = list(REDSHIFT_KNOTS.names + MASS_KNOTS.names)
+    one, two = (
+        fit_hyperparameters(engine_posteriors, params, free, reference, seed=s) for s in (0, 1)
+    )
     assert one.at_bound == [] and one.details["optimizer"]["converged"]
-    assert chi2(one, true_w) < 31.3  # 99.9th percentile of chi2 with 11 dof
-    assert chi2(one, np.zeros(len(NZ_NAMES))) > 100  # the data moved it
-    for k, name in enumerate(NZ_NAMES):
-        diff = (centre @ np.array([one.hyperparameters[n] - two.hyperparameters[n] for n in NZ_NAMES]))[k]  # fmt: skip
-        assert abs(diff) < np.sqrt((centre @ one.covariance @ centre.T)[k, k]), name
+    for names, truth, dof_999, null_min in (
+        (REDSHIFT_KNOTS.names, z_true, 31.3, 100),  # 99.9th percentile of chi2, 11 dof
+        (MASS_KNOTS.names, m_true, 20.5, 30),  # 5 dof
+    ):
+        assert _centred_chi2(one, names, truth) < dof_999, names
+        assert _centred_chi2(one, names, np.zeros(len(names))) > null_min, names  # it moved
+        again = np.array([two.hyperparameters[n] for n in names])
+        assert _centred_chi2(one, names, again) < len(names), names  # within the errors
 
 
-def test_calibrate_free_nz_stores_a_flexible_prior_and_reprocesses(engine: Engine, example_run) -> None:  # type: ignore[no-untyped-def]
+def test_calibrate_free_nz_stores_a_flexible_prior_and_reprocesses(
+    engine: Engine, example_run
+) -> None:  # type: ignore[no-untyped-def]
     """``lor calibrate --free nz`` on a run under the published-relations prior stores a
     ``grounded-flexible`` prior version (parent: the run's) that ``lor reprocess`` applies."""
     from click.testing import CliRunner
@@ -184,7 +206,6 @@ def test_calibrate_free_nz_stores_a_flexible_prior_and_reprocesses(engine: Engin
     from lor.db.models import PriorVersion
     from lor.inference.flexible_prior import REDSHIFT_KNOTS
 
-    NZ_NAMES = REDSHIFT_KNOTS.names  # noqa: N806
     run, ids = example_run
     if estimator_prior(load_shipped_estimator().spec).family != "grounded":
         pytest.skip("the flexible n(z) extends the published-relations prior")
@@ -194,8 +215,9 @@ def test_calibrate_free_nz_stores_a_flexible_prior_and_reprocesses(engine: Engin
     with engine.connect() as conn:
         stored = conn.execute(select(PriorVersion).where(PriorVersion.name == "flex")).one()
     assert stored.id == answer["prior_version_id"] and stored.parent_id == ids["prior"]
-    assert stored.family == "grounded-flexible" and stored.provenance["free"] == list(NZ_NAMES)
-    assert any(abs(stored.hyperparameters[n]) > 1e-3 for n in NZ_NAMES)
+    names = REDSHIFT_KNOTS.names
+    assert stored.family == "grounded-flexible" and stored.provenance["free"] == list(names)
+    assert any(abs(stored.hyperparameters[n]) > 1e-3 for n in names)
     out = CliRunner().invoke(cli, ["reprocess", "base", "--prior", "flex", "--no-progress"])
     assert out.exit_code == 0, out.output
     with engine.connect() as conn:

@@ -39,7 +39,9 @@ def test_only_the_grounded_family_lifts() -> None:
         lift(PopulationPrior())
 
 
-def _pulls(draws: np.ndarray, grid: np.ndarray, density: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def _pulls(
+    draws: np.ndarray, grid: np.ndarray, density: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
     expected = len(draws) * np.diff(np.interp(edges, grid, cdf))
     counts, _ = np.histogram(draws, edges)
