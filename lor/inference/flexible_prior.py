@@ -44,8 +44,7 @@ import tensorflow_probability as tfp
 from lor.errors import ConfigError
 from lor.inference.grounded_prior import _SMF, GROUNDED_HYPERPARAMETERS, GroundedPrior
 from lor.inference.grounded_prior import FACTORS as GROUNDED_FACTORS
-from lor.inference.prior import DEFAULT_SELECTION, PopulationPrior
-from lor.sps.parameters import default_training_box
+from lor.inference.prior import PopulationPrior
 
 FAMILY = "grounded-flexible"
 FAMILY_VERSION = "1"
@@ -106,9 +105,7 @@ class FlexiblePrior(GroundedPrior):
 
     hyperparameters: dict[str, float] = field(
         default_factory=lambda: dict(FLEXIBLE_HYPERPARAMETERS)
-    )
-    box: dict[str, tuple[float, float]] = field(default_factory=default_training_box)
-    selection: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SELECTION))
+    )  # box and selection: the grounded prior's fields and defaults
 
     family = FAMILY
     family_version = FAMILY_VERSION

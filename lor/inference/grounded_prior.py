@@ -369,7 +369,12 @@ class GroundedPrior(PopulationPrior):
 
     # -- sampling -----------------------------------------------------------------------
     def _float(self, name: str) -> float:
-        return float(self._h(name).numpy())
+        """A hyperparameter's value as a float (no TF op for a plain number: table lookups
+        in the reweighting hot path ask for these)."""
+        value = self.hyperparameters[name]
+        if isinstance(value, (tf.Tensor, tf.Variable)):
+            return float(tf.cast(value, tf.float64).numpy())
+        return float(value)
 
     def sampling_tables(self) -> dict[str, np.ndarray]:
         """Inverse-CDF tables for (z, log_mstar), cached per set of hyperparameter values."""
