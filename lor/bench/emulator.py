@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from lor.bands import DEFAULT_BAND_SET, band_set_of
 from lor.bench.harness import MIN_REPEATS, bench_report, rate_figures, repeat
+from lor.emulators.accuracy import error_model
 from lor.emulators.registry import (
     SHIPPED_DIR,
     SHIPPED_EMULATORS,
@@ -25,7 +26,6 @@ from lor.emulators.registry import (
     load_shipped_emulator,
     named_emulator_pin,
 )
-from lor.emulators.restframe_training import error_model
 from lor.emulators.speculator import FEATURES, SpeculatorEmulator
 from lor.errors import ConfigError
 

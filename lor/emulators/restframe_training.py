@@ -23,13 +23,10 @@ from typing import Any
 import numpy as np
 
 from lor.bands import load_band_set
+from lor.emulators.accuracy import measure
 from lor.emulators.fitting import EmulatorTrainingConfig, fit, hardware, select_device
 from lor.emulators.restframe import FAMILY, FAMILY_VERSION, FEATURES, RestframeEmulator
 from lor.errors import ConfigError
-
-ERROR_MODEL_Z_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
-"""Redshift bins of the stored error model: the track's structure (lines and breaks crossing
-bands) changes with redshift, so the emulator's error does too."""
 
 
 @dataclass
@@ -231,39 +228,6 @@ def build_arrays(config: RestframeConfig, data: dict[str, np.ndarray], model, pr
         "age_z": z_tab.astype(np.float32),
         "age_gyr": (model.cosmology.age(z_tab) / 1e9).astype(np.float32),
     }, feats
-
-
-def error_model(
-    band_names: list[str], z: np.ndarray, err: np.ndarray, edges=ERROR_MODEL_Z_EDGES
-) -> dict[str, Any]:
-    """Per-band rms and 99th percentile of ``|err|`` in redshift bins (held-out draws)."""
-    edges = np.asarray(edges, np.float64)
-    which = np.clip(np.searchsorted(edges, z, side="right") - 1, 0, edges.size - 2)
-    rms, p99, counts = [], [], []
-    for k in range(edges.size - 1):
-        e = err[which == k]
-        counts.append(int(e.shape[0]))
-        rms.append(np.sqrt(np.mean(e**2, axis=0)) if e.size else np.zeros(len(band_names)))
-        p99.append(np.percentile(np.abs(e), 99, axis=0) if e.size else np.zeros(len(band_names)))
-    rms_a, p99_a = np.array(rms), np.array(p99)
-    return {
-        "kind": "redshift_bins",
-        "z_edges": edges.tolist(),
-        "n": counts,
-        "rms_mag": {b: rms_a[:, i].round(5).tolist() for i, b in enumerate(band_names)},
-        "p99_abs_mag": {b: p99_a[:, i].round(5).tolist() for i, b in enumerate(band_names)},
-    }
-
-
-def measure(emulator, params: np.ndarray, mags: np.ndarray) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Held-out accuracy per band, overall and in redshift bins (:func:`error_model`)."""
-    from lor.emulators.training import accuracy
-
-    metrics = accuracy(emulator, params, mags)
-    err = emulator.magnitudes(params).astype(np.float64) - mags
-    z = params[:, emulator.param_names.index("redshift")]
-    metrics["error_model"] = error_model(emulator.band_names, z, err)
-    return metrics
 
 
 def train_restframe(

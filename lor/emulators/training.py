@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from lor.bands import load_band_set
+from lor.emulators.accuracy import measure
 from lor.emulators.fitting import STATE_FILE, EmulatorTrainingConfig, fit, hardware
 from lor.emulators.speculator import FAMILY, FAMILY_VERSION, FEATURES, SpeculatorEmulator
 from lor.errors import ConfigError
@@ -69,23 +70,6 @@ def cosmology_tables(cosmology: str, z_max: float, dz: float = 1e-3) -> dict[str
         "dm": (5.0 * np.log10(dl_pc / 10.0)).astype(np.float32),
         "age_z": z.astype(np.float32),
         "age_gyr": cosmo.age(z).to("Gyr").value.astype(np.float32),
-    }
-
-
-def accuracy(emulator: SpeculatorEmulator, params: np.ndarray, mags: np.ndarray) -> dict[str, Any]:
-    """Per-band rms and 99.9th-percentile |dm| of the emulator against the forward model."""
-    err = emulator.magnitudes(params).astype(np.float64) - mags
-    rms = np.sqrt(np.mean(err**2, axis=0))
-    p999 = np.percentile(np.abs(err), 99.9, axis=0)
-    return {
-        "n": int(len(params)),
-        "rms_mag": dict(zip(emulator.band_names, rms.round(5).tolist(), strict=True)),
-        "p999_abs_mag": dict(zip(emulator.band_names, p999.round(5).tolist(), strict=True)),
-        "max_abs_mag": dict(
-            zip(emulator.band_names, np.abs(err).max(axis=0).round(4).tolist(), strict=True)
-        ),
-        "rms_mag_worst": float(rms.max()),
-        "p999_abs_mag_worst": float(p999.max()),
     }
 
 
@@ -174,7 +158,7 @@ def train_emulator(
     if not result["finished"]:
         return emulator, {"finished": False, "epochs": result["epochs"]}
     test = slice(n_tr + n_va, None)
-    metrics = accuracy(emulator, params[test], mags[test])
+    metrics = measure(emulator, params[test], mags[test])
     metrics |= {
         "epochs": result["epochs"],
         "train_minutes": result["train_seconds"] / 60,

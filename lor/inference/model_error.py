@@ -42,7 +42,7 @@ class ModelError:
 
     ``emulator_mag`` is the emulator's held-out rms over the whole training box. Emulators
     that also store a per-redshift error model (``spec["metrics"]["error_model"]``, kind
-    ``redshift_bins``: :func:`lor.emulators.restframe_training.error_model`) fill
+    ``redshift_bins``: :func:`lor.emulators.accuracy.error_model`) fill
     ``z_edges`` and ``emulator_mag_by_z``; likelihoods that know an object's (or a
     sample's) redshift use them through :meth:`emulator_mag_at` and the ``redshift``
     argument of :meth:`effective_error`. Without them every method is the per-band one.

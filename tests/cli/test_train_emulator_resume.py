@@ -1,5 +1,6 @@
 """`lor train emulator --stop-after-epochs` then `--resume`: the CLI continues from the saved
-epoch and writes a loadable, hash-pinned artifact with its training hardware."""
+epoch and writes a loadable, hash-pinned artifact with its training hardware and its
+per-redshift error model (what the likelihood's model error reads)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from lor.cli.main import cli
 from lor.emulators.registry import load_emulator
+from lor.inference.model_error import ModelError
 
 CONFIG = """name: speculator-tiny
 family: speculator
@@ -47,3 +49,7 @@ def test_train_emulator_stops_and_resumes(tmp_path: Path) -> None:
     emulator = load_emulator(out, result["sha256"])
     assert len(emulator.spec["validation_history"]) == 3
     assert emulator.spec["metrics"]["hardware"]["device"] == "/CPU:0"
+    model = emulator.spec["metrics"]["error_model"]
+    assert model["kind"] == "redshift_bins" and sum(model["n"]) == 300
+    by_z = ModelError.for_emulator(emulator).emulator_mag_at([0.1, 3.9])
+    assert by_z.shape == (2, 6) and (by_z > 0).all() and not (by_z[0] == by_z[1]).all()
