@@ -82,7 +82,7 @@ class PopulationDensity:
         n_objects: int = 200_000,
         n_components: int = 96,
         seed: int = 0,
-        n_null: int = 50_000,
+        n_null: int | None = None,
     ) -> PopulationDensity:
         """Fit the mixture to the noise-free fluxes of ``n_objects`` drawn from ``prior`` and
         passing its selection (on observed, noisy magnitudes, as the survey selects).
@@ -90,12 +90,14 @@ class PopulationDensity:
         A mixture smooths the population a little, so fitted noise scalings come out a few
         per cent low and offsets can shift by a fraction of their error. Both are measured
         on ``n_null`` further simulated objects with no offsets and true errors (its
-        :attr:`bias`), and :func:`fit_tract` takes them out (``n_null = 0``: not measured).
+        :attr:`bias`), and :func:`fit_tract` takes them out (``n_null = 0``: not measured;
+        ``None``: :func:`null_objects` of ``n_objects``).
         """
         from sklearn.mixture import GaussianMixture
 
         from lor.inference.simulate import simulate_catalog
 
+        n_null = null_objects(n_objects) if n_null is None else n_null
         data_model = data_model or DataModel(bands=emulator.band_names)
         cat = simulate_catalog(n_objects, emulator, prior, data_model, seed=seed)
         softening = data_model.flux_error(np.zeros((1, len(data_model.bands))))[0]
@@ -162,6 +164,16 @@ class PopulationDensity:
 
 DENSITY_PIN = "spec.sha256"
 _BIAS_ARRAYS = ("zeropoint_offset", "zeropoint_err", "noise_scale", "noise_scale_err", "covariance")
+
+
+def null_objects(n_objects: int) -> int:
+    """Objects of the null tract that measures a density's bias: a quarter of the density's,
+    at most 50,000 (the default density's 200,000 gets 50,000). Its fit is most of a
+    density's cost, and a smaller density's bias needs no finer measurement than the
+    density itself allows."""
+    return min(50_000, n_objects // 4)
+
+
 DENSITY_FORMAT = 1
 """Bump when :meth:`PopulationDensity.simulate` changes what it computes: cached densities
 made by the old code are then not found."""
@@ -174,7 +186,7 @@ def cached_density(
     n_objects: int = 200_000,
     n_components: int = 96,
     seed: int = 0,
-    n_null: int = 50_000,
+    n_null: int | None = None,
 ) -> PopulationDensity:
     """:meth:`PopulationDensity.simulate`, kept under ``cache_dir`` by its inputs.
 
@@ -188,6 +200,7 @@ def cached_density(
 
     from lor.errors import ArtifactError
 
+    n_null = null_objects(n_objects) if n_null is None else n_null
     if cache_dir is None:
         return PopulationDensity.simulate(emulator, prior, n_objects=n_objects,
                                           n_components=n_components, seed=seed, n_null=n_null)  # fmt: skip
