@@ -22,14 +22,18 @@ ERROR_MODEL_Z_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 def accuracy(emulator: Emulator, params: np.ndarray, mags: np.ndarray) -> dict[str, Any]:
     """Per-band rms and 99.9th-percentile |dm| of the emulator against the forward model."""
     err = emulator.magnitudes(params).astype(np.float64) - mags
+    return _band_figures(list(emulator.band_names), err)
+
+
+def _band_figures(band_names: list[str], err: np.ndarray) -> dict[str, Any]:
     rms = np.sqrt(np.mean(err**2, axis=0))
     p999 = np.percentile(np.abs(err), 99.9, axis=0)
     return {
-        "n": int(len(params)),
-        "rms_mag": dict(zip(emulator.band_names, rms.round(5).tolist(), strict=True)),
-        "p999_abs_mag": dict(zip(emulator.band_names, p999.round(5).tolist(), strict=True)),
+        "n": int(len(err)),
+        "rms_mag": dict(zip(band_names, rms.round(5).tolist(), strict=True)),
+        "p999_abs_mag": dict(zip(band_names, p999.round(5).tolist(), strict=True)),
         "max_abs_mag": dict(
-            zip(emulator.band_names, np.abs(err).max(axis=0).round(4).tolist(), strict=True)
+            zip(band_names, np.abs(err).max(axis=0).round(4).tolist(), strict=True)
         ),
         "rms_mag_worst": float(rms.max()),
         "p999_abs_mag_worst": float(p999.max()),
@@ -60,8 +64,7 @@ def error_model(
 
 def measure(emulator: Emulator, params: np.ndarray, mags: np.ndarray) -> dict[str, Any]:
     """:func:`accuracy` plus the per-redshift :func:`error_model` (what an artifact stores)."""
-    metrics = accuracy(emulator, params, mags)
+    bands = list(emulator.band_names)
     err = emulator.magnitudes(params).astype(np.float64) - mags
     z = params[:, list(emulator.param_names).index("redshift")]
-    metrics["error_model"] = error_model(list(emulator.band_names), z, err)
-    return metrics
+    return _band_figures(bands, err) | {"error_model": error_model(bands, z, err)}
